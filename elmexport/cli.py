@@ -1,0 +1,140 @@
+"""The `elmexport` command line: one sub-command per job, all sharing the model options below.
+
+Every user-facing failure is an ElmExportError, printed as one line (`error: ...`) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import ElmExportError
+
+
+def add_model_options(p: argparse.ArgumentParser, need_tokenizer_help: bool = True) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--size", help="OpenELM size shorthand: 270M, 450M, 1.1B (or 1_1B), 3B -> the base preset")
+    g.add_argument("--model", help="preset name (see `elmexport info --list`); default smollm2-135m-instruct")
+    g.add_argument("--weights", metavar="PATH", help="HF directory (config.json + safetensors, sharded ok) or .gguf")
+    g.add_argument("--random-weights", action="store_true", help="seeded random weights (marked in every artifact)")
+    g.add_argument("--seed", type=int, default=0, help="seed for --random-weights and sampling (default 0)")
+    g.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json (OpenELM needs the Llama-2 tokenizer)")
+    g.add_argument("--context", type=int, help="KV-cache length (default: the model's context, 2048 for OpenELM)")
+
+
+def spec_from_args(args, need_tokenizer: bool = True):
+    from .weights.spec import ModelSpec
+
+    return ModelSpec(model=args.model, size=args.size, weights=args.weights, random_weights=args.random_weights,
+                     seed=args.seed, tokenizer=args.tokenizer, context=args.context, need_tokenizer=need_tokenizer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="elmexport",
+        description="Export OpenELM and Llama-family small language models to Core ML, ONNX and ExecuTorch, "
+                    "and prove numeric parity of every artifact.",
+    )
+    parser.add_argument("--version", action="version", version=f"elmexport {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="per-layer architecture table and totals (no weights allocated)")
+    p.add_argument("--size")
+    p.add_argument("--model")
+    p.add_argument("--weights", metavar="PATH", help="read the config of an HF directory or .gguf instead")
+    p.add_argument("--context", type=int, help="context length for the KV-cache size (default: model's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--list", action="store_true", help="list the model presets")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("generate", help="generate text with the eager model (or an exported package)")
+    p.add_argument("package", nargs="?", help="an exported package directory (default: run the eager model)")
+    add_model_options(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--system", help="system message for chat models")
+    p.add_argument("--no-chat", action="store_true", help="feed the prompt raw, without the chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.set_defaults(func=_cmd_generate)
+    return parser
+
+
+def _cmd_info(args) -> int:
+    from .models.config import config_from_hf, get_preset, preset_names
+    from .weights.spec import DEFAULT_MODEL, ModelSpec
+
+    if args.list:
+        for name in preset_names():
+            print(name)
+        return 0
+    if args.weights:
+        from pathlib import Path
+
+        if str(args.weights).endswith(".gguf"):
+            from .weights.gguf_file import GGUFFile
+
+            cfg = GGUFFile(Path(args.weights)).config
+        else:
+            cfg = config_from_hf(args.weights)
+    else:
+        cfg = get_preset(ModelSpec(model=args.model, size=args.size).preset_name() or DEFAULT_MODEL)
+    from .info import architecture_summary, print_summary
+
+    summary = architecture_summary(cfg, args.context)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from .chat import render_chat
+    from .generation import SamplingOptions, generate
+    from .progress import console
+
+    if args.package:
+        raise ElmExportError("running exported packages needs a target runtime; none is built in this version yet")
+    from .validation.eager import EagerRunner
+    from .weights.sources import load_model
+
+    loaded = load_model(spec_from_args(args), log=console.log)
+    cfg, tok = loaded.cfg, loaded.tokenizer
+    messages = [{"role": "user", "content": args.prompt}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    template = None if args.no_chat else cfg.chat_template
+    text = render_chat(template, messages, cfg.system_prompt)
+    ids = tok.encode(text)
+    options = SamplingOptions(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+    result = generate(EagerRunner(loaded.model), tok, ids, args.max_new_tokens, options,
+                      on_text=lambda s: print(s, end="", flush=True))
+    print()
+    console.log(f"{len(ids)} prompt tokens, {len(result.tokens)} new; prefill {result.prefill_tokens_per_s:.1f} tok/s, "
+                f"decode {result.decode_tokens_per_s:.1f} tok/s (eager, {loaded.source.get('kind')})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except ElmExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

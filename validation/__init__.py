@@ -1,0 +1,1 @@
+"""Runners, metrics and reports. Imported as elmexport.validation."""

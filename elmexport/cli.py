@@ -13,7 +13,7 @@ from . import __version__
 from .errors import ElmExportError
 
 
-def add_model_options(p: argparse.ArgumentParser, need_tokenizer_help: bool = True) -> None:
+def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--size", help="OpenELM size shorthand: 270M, 450M, 1.1B (or 1_1B), 3B -> the base preset")
     g.add_argument("--model", help="preset name (see `elmexport info --list`); default smollm2-135m-instruct")
@@ -24,11 +24,11 @@ def add_model_options(p: argparse.ArgumentParser, need_tokenizer_help: bool = Tr
     g.add_argument("--context", type=int, help="KV-cache length (default: the model's context, 2048 for OpenELM)")
 
 
-def spec_from_args(args, need_tokenizer: bool = True):
+def spec_from_args(args, tokenizer_mode: str = "required"):
     from .weights.spec import ModelSpec
 
     return ModelSpec(model=args.model, size=args.size, weights=args.weights, random_weights=args.random_weights,
-                     seed=args.seed, tokenizer=args.tokenizer, context=args.context, need_tokenizer=need_tokenizer)
+                     seed=args.seed, tokenizer=args.tokenizer, context=args.context, tokenizer_mode=tokenizer_mode)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, log_path=False)

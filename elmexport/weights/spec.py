@@ -20,7 +20,8 @@ class ModelSpec:
     seed: int = 0
     tokenizer: str | None = None
     context: int | None = None
-    need_tokenizer: bool = True
+    # "required": fail without one (generate); "optional": random-weight exports may go without; "skip": don't look
+    tokenizer_mode: str = "required"
 
     def preset_name(self) -> str | None:
         if self.size and self.model:

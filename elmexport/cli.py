@@ -61,7 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("compile", help="front end + passes only: capture the model, run the passes, print the pass table")
+    add_model_options(p)
+    add_compile_options(p)
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also measure the logit error each quantized layer adds on its own")
+    p.set_defaults(func=_cmd_compile)
     return parser
+
+
+def add_compile_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("compiler")
+    g.add_argument("--quant", default="none", metavar="PRESET|FILE",
+                   help="none, int8, int4, palettize4, palettize6, palettize8, or a YAML/JSON quant config")
+    g.add_argument("--passes", type=lambda s: [x for x in s.split(",") if x],
+                   help="comma-separated pass list (default: cleanup,fuse_rmsnorm + the quant passes)")
+    g.add_argument("--dump-ir", metavar="DIR", help="write the graph as text after each pass")
 
 
 def _cmd_info(args) -> int:
@@ -117,6 +133,23 @@ def _cmd_generate(args) -> int:
     print()
     console.log(f"{len(ids)} prompt tokens, {len(result.tokens)} new; prefill {result.prefill_tokens_per_s:.1f} tok/s, "
                 f"decode {result.decode_tokens_per_s:.1f} tok/s (eager, {loaded.source.get('kind')})")
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    from .passes.report import print_pass_table
+    from .pipeline import build_ir
+    from .progress import console
+
+    compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), args.quant, args.passes, args.dump_ir,
+                        log=console.log)
+    print_pass_table(compiled.reports)
+    if args.sensitivity:
+        from .passes.sensitivity import print_sensitivity, sensitivity_table
+
+        print_sensitivity(sensitivity_table(compiled.loaded.model, compiled.quant, log=console.log))
+    if args.dump_ir:
+        console.log(f"graphs after each pass written to {args.dump_ir}/")
     return 0
 
 

@@ -6,20 +6,13 @@ independent facts: published SplitMix64 outputs, arg-max, softmax frequencies, a
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "elmexport" / "sampling.py"
-_spec = importlib.util.spec_from_file_location("elmexport_sampling_under_test", _PATH)
-sampling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sampling)  # by path: the module must not need the package's heavy imports
-
-SplitMix64 = sampling.SplitMix64
-sample_next = sampling.sample_next
+from elmexport import sampling
+from elmexport.sampling import SplitMix64, sample_next
 
 
 def test_splitmix64_matches_published_reference_outputs():

@@ -78,10 +78,10 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # Rotated keys are cached at their positions (the MLX port's choice; equivalent to the reference, which
         # re-rotates the whole un-rotated key sequence every step).
-        self.k_cache[:, :, input_pos] = k.to(self.k_cache.dtype)
-        self.v_cache[:, :, input_pos] = v.to(self.v_cache.dtype)
+        self.k_cache[:, :, input_pos] = k
+        self.v_cache[:, :, input_pos] = v
         out = F.scaled_dot_product_attention(
-            q, self.k_cache.to(q.dtype), self.v_cache.to(q.dtype), attn_mask=mask,
+            q, self.k_cache, self.v_cache, attn_mask=mask,
             scale=1.0 / math.sqrt(self.head_dim), enable_gqa=self.n_q != self.n_kv,
         )
         return self.out_proj(out.transpose(1, 2).reshape(B, T, self.n_q * self.head_dim))

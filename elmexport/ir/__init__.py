@@ -1,0 +1,1 @@
+"""The IR: captured graph container and the elm:: op library."""

@@ -1,0 +1,61 @@
+"""Weight quantization math shared by the passes and the targets, so every target stores the IR's exact values.
+
+Scales and LUT entries are rounded to fp16 at quantization time (Core ML stores them in fp16), and indices /
+integer codes are computed against the rounded values: the dequantized weight is then bit-identical in the IR's
+reference kernel, in Core ML's constexpr ops and in onnxruntime's MatMulNBits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def quantize_blockwise(w: torch.Tensor, bits: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-block quantization: q in [-(2^(b-1)-1), 2^(b-1)-1] (int8 storage), fp16 scales [out, in/block]."""
+    out_f, in_f = w.shape
+    if in_f % block_size:
+        raise ValueError(f"in_features {in_f} is not a multiple of block_size {block_size}")
+    qmax = 2 ** (bits - 1) - 1
+    blocks = w.float().reshape(out_f, in_f // block_size, block_size)
+    scales = (blocks.abs().amax(dim=-1) / qmax).clamp_min(1e-8).to(torch.float16)
+    q = torch.round(blocks / scales.float().unsqueeze(-1)).clamp(-qmax, qmax).to(torch.int8)
+    return q.reshape(out_f, in_f), scales
+
+
+def kmeans_palettize(w: torch.Tensor, nbits: int, group_size: int, iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D k-means (Lloyd) per group of `group_size` output channels: fp16 LUT [groups, 2^nbits], uint8 indices.
+
+    In 1-D, clusters are contiguous runs of the sorted values, so after one sort and one prefix sum each Lloyd
+    step costs O(k log n) (binary-search the midpoints, difference the prefix sums) instead of a pass over every
+    weight: 100 exact iterations over a 270M-parameter model take seconds. Initialised at evenly spaced quantiles.
+    """
+    out_f, in_f = w.shape
+    if out_f % group_size:
+        raise ValueError(f"out_features {out_f} is not a multiple of group_size {group_size}")
+    k = 2 ** nbits
+    groups = out_f // group_size
+    values = w.float().reshape(groups, group_size * in_f)
+    sorted_vals = values.sort(dim=1).values
+    n = sorted_vals.shape[1]
+    csum = torch.cat([torch.zeros(groups, 1, dtype=torch.float64), sorted_vals.double().cumsum(dim=1)], dim=1)
+    pos = ((torch.arange(k, dtype=torch.float64) + 0.5) / k * (n - 1)).long()
+    lut = sorted_vals[:, pos].double()
+    edges0 = torch.zeros(groups, 1, dtype=torch.long)
+    edgesn = torch.full((groups, 1), n, dtype=torch.long)
+    for _ in range(iters):
+        mid = ((lut[:, 1:] + lut[:, :-1]) / 2).float().contiguous()
+        bounds = torch.cat([edges0, torch.searchsorted(sorted_vals, mid), edgesn], dim=1)
+        counts = (bounds[:, 1:] - bounds[:, :-1]).double()
+        sums = csum.gather(1, bounds[:, 1:]) - csum.gather(1, bounds[:, :-1])
+        new = torch.where(counts > 0, sums / counts.clamp_min(1), lut).sort(dim=1).values
+        if torch.equal(new, lut):
+            break
+        lut = new
+    lut = lut.to(torch.float16).sort(dim=1).values
+    idx = _nearest(values, lut.float())
+    return lut, idx.to(torch.uint8).reshape(out_f, in_f)
+
+
+def _nearest(values: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    mid = (lut[:, 1:] + lut[:, :-1]) / 2
+    return torch.searchsorted(mid.contiguous(), values.contiguous())

@@ -1,0 +1,82 @@
+import Foundation
+
+/// The `manifest.json` that `elmexport` writes next to an exported model.
+///
+/// Why tolerant: the exporter's format is young (`format_version`), so every key is optional, unknown keys are
+/// ignored, and a value of the wrong type reads as missing rather than failing the whole package.
+public struct ModelManifest: Equatable, Sendable {
+    public var formatVersion: Int?
+    public var name: String?
+    /// "coreml", "onnx" or "executorch".
+    public var target: String?
+    public var modelFamily: String?
+    public var modelConfig: JSONValue?
+    /// File name of the tokenizer inside the package.
+    public var tokenizerFile: String
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    /// "chatml", "openelm" or nil.
+    public var chatTemplate: String?
+    public var contextLength: Int?
+    public var prefillChunk: Int?
+    public var quantization: String?
+    public var randomWeights: Bool?
+    public var files: JSONValue?
+    public var coreML: CoreMLContract
+
+    public init(json: JSONValue) {
+        formatVersion = json["format_version"]?.intValue
+        name = json["name"]?.stringValue
+        target = json["target"]?.stringValue
+        modelFamily = json["model"]?["family"]?.stringValue
+        modelConfig = json["model"]?["config"]
+        tokenizerFile = json["tokenizer"]?.stringValue ?? "tokenizer.json"
+        bosTokenId = json["bos_token_id"]?.intValue
+        if let list = json["eos_token_ids"]?.arrayValue {
+            eosTokenIds = list.compactMap(\.intValue)
+        } else {
+            eosTokenIds = (json["eos_token_ids"]?.intValue ?? json["eos_token_id"]?.intValue).map { [$0] } ?? []
+        }
+        chatTemplate = json["chat_template"]?.stringValue
+        contextLength = json["context_length"]?.intValue
+        prefillChunk = json["prefill_chunk"]?.intValue
+        quantization = json["quantization"]?.stringValue
+        randomWeights = json["random_weights"]?.boolValue
+        files = json["files"]
+        coreML = CoreMLContract(json: json["coreml"])
+    }
+
+    public init(contentsOf url: URL) throws {
+        self.init(json: try JSONValue.parse(contentsOf: url))
+    }
+
+    /// A file name listed under `files` for `role` (an object `{"model": "x.mlpackage"}`), if any.
+    public func file(forRole role: String) -> String? { files?[role]?.stringValue }
+
+    /// All file names listed under `files`, whether it is an object of names or a list.
+    public var listedFiles: [String] {
+        if let list = files?.arrayValue { return list.compactMap { $0.stringValue ?? $0["path"]?.stringValue } }
+        if let object = files?.objectValue { return object.compactMap { $0.value.stringValue } }
+        return []
+    }
+}
+
+/// Names inside an exported Core ML model. Provisional defaults; a manifest may override any of them under
+/// `"coreml": {"prefill_function", "decode_function", "input_ids", "input_pos", "logits"}`.
+public struct CoreMLContract: Equatable, Sendable {
+    public var prefillFunction = "prefill"
+    public var decodeFunction = "decode"
+    public var inputIds = "input_ids"
+    public var inputPositions = "input_pos"
+    public var logits = "logits"
+
+    public init() {}
+
+    public init(json: JSONValue?) {
+        if let v = json?["prefill_function"]?.stringValue { prefillFunction = v }
+        if let v = json?["decode_function"]?.stringValue { decodeFunction = v }
+        if let v = json?["input_ids"]?.stringValue { inputIds = v }
+        if let v = json?["input_pos"]?.stringValue { inputPositions = v }
+        if let v = json?["logits"]?.stringValue { logits = v }
+    }
+}

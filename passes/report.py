@@ -1,0 +1,19 @@
+"""The pass table printed by `compile` and the target commands."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_pass_table(reports) -> None:
+    t = Table(title="passes")
+    for col in ("pass", "changed", "nodes", "max abs logit err", "top-1", "time"):
+        t.add_column(col)
+    for r in reports:
+        changed = ", ".join(f"{k}={v}" for k, v in r.changed.items() if not k.startswith("bytes"))
+        if r.changed.get("bytes_before"):
+            changed += f", weights {r.changed['bytes_before'] / 2**20:.1f} -> {r.changed['bytes_after'] / 2**20:.1f} MiB"
+        t.add_row(r.name, changed, f"{r.nodes_before} -> {r.nodes_after}", f"{r.max_abs_err:.3g}",
+                  f"{r.top1_agreement:.3f}", f"{r.seconds:.1f} s")
+    Console().print(t)

@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure the logit error each quantized layer adds on its own")
     p.set_defaults(func=_cmd_compile)
+
+    from .targets.registry import TARGETS, target_module
+
+    for name in TARGETS:
+        module = target_module(name)
+        p = sub.add_parser(name, help=module.DESCRIPTION)
+        add_model_options(p)
+        add_compile_options(p)
+        p.add_argument("--out", metavar="DIR", help="package directory (default: dist/<model>-<target>-<quant>)")
+        module.add_arguments(p)
+        p.set_defaults(func=_cmd_export, target=name)
     return parser
 
 
@@ -115,24 +126,70 @@ def _cmd_generate(args) -> int:
     from .progress import console
 
     if args.package:
-        raise ElmExportError("running exported packages needs a target runtime; none is built in this version yet")
-    from .validation.eager import EagerRunner
-    from .weights.sources import load_model
+        runner, tok, template, system_prompt, where = _package_for_generate(args)
+    else:
+        from .validation.eager import EagerRunner
+        from .weights.sources import load_model
 
-    loaded = load_model(spec_from_args(args), log=console.log)
-    cfg, tok = loaded.cfg, loaded.tokenizer
+        loaded = load_model(spec_from_args(args), log=console.log)
+        runner, tok = EagerRunner(loaded.model), loaded.tokenizer
+        template, system_prompt = loaded.cfg.chat_template, loaded.cfg.system_prompt
+        where = f"eager, {loaded.source.get('kind')}"
     messages = [{"role": "user", "content": args.prompt}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
-    template = None if args.no_chat else cfg.chat_template
-    text = render_chat(template, messages, cfg.system_prompt)
+    text = render_chat(None if args.no_chat else template, messages, system_prompt)
     ids = tok.encode(text)
     options = SamplingOptions(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
-    result = generate(EagerRunner(loaded.model), tok, ids, args.max_new_tokens, options,
-                      on_text=lambda s: print(s, end="", flush=True))
+    result = generate(runner, tok, ids, args.max_new_tokens, options, on_text=lambda s: print(s, end="", flush=True))
     print()
     console.log(f"{len(ids)} prompt tokens, {len(result.tokens)} new; prefill {result.prefill_tokens_per_s:.1f} tok/s, "
-                f"decode {result.decode_tokens_per_s:.1f} tok/s (eager, {loaded.source.get('kind')})")
+                f"decode {result.decode_tokens_per_s:.1f} tok/s ({where})")
+    return 0
+
+
+def _package_for_generate(args):
+    """Runner, tokenizer and chat settings of an exported package (its own runtime on this host)."""
+    from pathlib import Path
+
+    from .models.config import ModelConfig
+    from .package import read_manifest
+    from .tokenizer import make_text_tokenizer, read_tokenizer_json
+    from .validation.runners import open_package_runner
+
+    manifest = read_manifest(args.package)
+    if not manifest.get("tokenizer"):
+        raise ElmExportError(f"{args.package}: the package has no tokenizer.json (exported without one); "
+                             f"re-export with --tokenizer PATH")
+    cfg = ModelConfig.from_dict(manifest["model"]["config"])
+    tok = make_text_tokenizer(read_tokenizer_json(Path(args.package) / manifest["tokenizer"]), cfg)
+    runner = open_package_runner(args.package, manifest)
+    return runner, tok, manifest.get("chat_template"), manifest.get("system_prompt"), f"{manifest['target']}: {runner.name}"
+
+
+def _cmd_export(args) -> int:
+    import time
+    from pathlib import Path
+
+    from .passes.report import print_pass_table
+    from .pipeline import build_ir
+    from .progress import console
+    from .targets.registry import target_module
+
+    module = target_module(args.target)
+    if hasattr(module, "check_arguments"):
+        module.check_arguments(args)  # bad options fail before the slow steps
+    t0 = time.perf_counter()
+    compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), args.quant, args.passes, args.dump_ir,
+                        log=console.log)
+    print_pass_table(compiled.reports)
+    quant = compiled.quant.name
+    out = Path(args.out or f"dist/{compiled.loaded.cfg.name}-{args.target}-{quant}")
+    manifest = module.export(compiled, args, out, console.log)
+    size = manifest.get("size_bytes", 0) / 2**20
+    console.log(f"wrote {out}/ ({size:.1f} MiB, {time.perf_counter() - t0:.0f} s): {', '.join(manifest['files'])}")
+    if compiled.loaded.source.get("random_weights"):
+        console.log("note: random weights (seeded); the manifest says so")
     return 0
 
 
@@ -154,6 +211,9 @@ def _cmd_compile(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not actionable by users
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,166 @@
+"""Core ML target: one stateful, multifunction ML Program (iOS 18 / macOS 15, fp16) per package.
+
+    IR --export("prefill", chunk=C)--> fold_gqa --> ct.convert --> prefill.mlpackage ─┐
+    IR --export("decode")------------> fold_gqa --> ct.convert --> decode.mlpackage ──┴─ save_multifunction
+                                                                                      --> <name>.mlpackage
+Both functions read and write the same per-layer KV-cache states (`layers_{i}_attn_{k,v}_cache`, fp16,
+[1, n_kv_i, context, head_dim]: per-layer shapes, so no memory is spent padding OpenELM's narrow early layers),
+updated in place with slice_update; attention is the fused scaled_dot_product_attention op. Weights are shared
+between the functions and stored once. elm:: ops are lowered by targets/coreml_lowering.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import ElmExportError
+from ..package import base_manifest, finish_manifest, write_package
+
+DESCRIPTION = "export a stateful multifunction Core ML package (.mlpackage, iOS 18, fp16)"
+DEFAULT_CHUNK = 64
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--prefill-chunk", type=int, default=DEFAULT_CHUNK,
+                   help=f"tokens per prefill call (default {DEFAULT_CHUNK}; the last chunk is padded)")
+
+
+def check_arguments(args) -> None:
+    if args.prefill_chunk < 2:
+        raise ElmExportError("--prefill-chunk must be at least 2 (decode handles single tokens)")
+
+
+@contextlib.contextmanager
+def quiet_coremltools():
+    """coremltools prints import warnings and per-pass progress bars; our own progress lines replace them."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def import_coremltools():
+    with quiet_coremltools():
+        import coremltools as ct
+    return ct
+
+
+def convert_entry(ir, entry: str, chunk: int | None, log):
+    """torch.export the entry from the IR, rewrite for Core ML, convert to an fp16 ML Program."""
+    from .coreml_lowering import fold_gqa, register_lowerings, reset_shared_weights
+
+    ct = import_coremltools()
+    register_lowerings()
+    reset_shared_weights()
+    t0 = time.perf_counter()
+    ep = ir.export(entry, chunk=chunk)
+    folded = fold_gqa(ep.graph_module)
+    ep = ep.run_decompositions({})
+    with quiet_coremltools():
+        mlmodel = ct.convert(
+            ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
+            convert_to="mlprogram", skip_model_load=True,
+        )
+    spec = mlmodel.get_spec()
+    out_name = spec.description.output[0].name
+    if out_name != "logits":
+        ct.utils.rename_feature(spec, out_name, "logits")
+        mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+    log(f"converted {entry} (T={chunk or 1}) to Core ML in {time.perf_counter() - t0:.1f} s; "
+        f"{folded} attention ops with GQA folded")
+    return mlmodel
+
+
+def op_counts(mlmodel) -> dict[str, int]:
+    from collections import Counter
+
+    prog = mlmodel._mil_program
+    counts = Counter()
+    if prog is not None:
+        for fn in prog.functions.values():
+            counts.update(op.op_type for op in fn.operations)
+    return dict(counts)
+
+
+def export(compiled, args, out_dir: Path, log) -> dict:
+    ir, cfg = compiled.ir, compiled.loaded.cfg
+    chunk = min(getattr(args, "prefill_chunk", DEFAULT_CHUNK), ir.context)
+    ct = import_coremltools()
+    name = out_dir.name
+    with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
+        work = Path(work)
+        models = {}
+        for entry, T in (("prefill", chunk), ("decode", None)):
+            mlmodel = convert_entry(ir, entry, T, log)
+            models[entry] = op_counts(mlmodel)
+            mlmodel.save(str(work / f"{entry}.mlpackage"))
+        separate = sum(_dir_size(work / f"{e}.mlpackage") for e in ("prefill", "decode"))
+        with write_package(out_dir) as tmp:
+            pkg = tmp / f"{cfg.name}.mlpackage"
+            desc = ct.utils.MultiFunctionDescriptor()
+            desc.add_function(str(work / "prefill.mlpackage"), src_function_name="main", target_function_name="prefill")
+            desc.add_function(str(work / "decode.mlpackage"), src_function_name="main", target_function_name="decode")
+            desc.default_function_name = "decode"
+            with quiet_coremltools():
+                ct.utils.save_multifunction(desc, str(pkg))
+            combined = _dir_size(pkg)
+            log(f"multifunction package {combined / 2**20:.1f} MiB (prefill + decode saved separately: "
+                f"{separate / 2**20:.1f} MiB): weights stored once")
+            metadata = _user_metadata(compiled, chunk)
+            _set_metadata(ct, pkg, metadata)
+            states = [{"name": n.replace(".", "_"), "shape": list(ir.gm.get_buffer(n).shape), "dtype": "float16"}
+                      for n in ir.cache_names()]
+            manifest = base_manifest(
+                compiled, "coreml", name,
+                model_file=pkg.name, prefill_chunk=chunk, functions=["prefill", "decode"],
+                deployment_target="iOS18", compute_precision="float16",
+                inputs=[{"name": "input_ids", "shape": [1, "T"], "dtype": "int32"},
+                        {"name": "input_pos", "shape": ["T"], "dtype": "int32",
+                         "note": "contiguous positions start..start+T-1; T = prefill_chunk (prefill) or 1 (decode)"}],
+                outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float16"}],
+                states=states,
+                mil_op_counts=models,
+                size_separate_functions_bytes=separate, size_multifunction_bytes=combined,
+                user_defined_metadata=metadata,
+            )
+            return finish_manifest(tmp, manifest, compiled.loaded.tokenizer)
+
+
+def _user_metadata(compiled, chunk: int) -> dict[str, str]:
+    cfg, tok = compiled.loaded.cfg, compiled.loaded.tokenizer
+    return {
+        "elmexport.model": cfg.name,
+        "elmexport.family": cfg.family,
+        "elmexport.context_length": str(compiled.ir.context),
+        "elmexport.prefill_chunk": str(chunk),
+        "elmexport.num_query_heads": ",".join(map(str, cfg.num_query_heads)),
+        "elmexport.num_kv_heads": ",".join(map(str, cfg.num_kv_heads)),
+        "elmexport.bos_token_id": str(cfg.bos_token_id),
+        "elmexport.eos_token_ids": ",".join(map(str, cfg.eos_token_ids)),
+        "elmexport.chat_template": cfg.chat_template or "",
+        "elmexport.quantization": compiled.quant.name,
+        "elmexport.random_weights": str(bool(compiled.loaded.source.get("random_weights"))).lower(),
+        "elmexport.tokenizer": "tokenizer.json" if tok is not None else "",
+    }
+
+
+def _set_metadata(ct, pkg: Path, metadata: dict[str, str]) -> None:
+    """Write user-defined metadata into the package's model spec in place (weights untouched)."""
+    from coremltools.proto import Model_pb2
+
+    spec_path = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    for k, v in metadata.items():
+        spec.description.metadata.userDefined[k] = v
+    spec_path.write_bytes(spec.SerializeToString())
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

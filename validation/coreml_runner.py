@@ -1,0 +1,60 @@
+"""Runner for Core ML packages: real Core ML on macOS, the MIL interpreter (validation/mil) everywhere else.
+
+The package contract (targets/coreml.py): `prefill` takes exactly `prefill_chunk` tokens at contiguous positions,
+`decode` takes one; both update the shared KV-cache states. A prompt is fed in chunks, the last one padded with
+token 0 at the following positions: the padded positions are written to the cache but every later query masks
+them out (attention reads positions <= its own), and decode overwrites them as it reaches them. Near the end of the
+context, where a padded chunk would run past it, the remaining tokens go through `decode` one by one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ElmExportError
+
+
+class CoreMLPackageRunner:
+    def __init__(self, package_dir: Path, manifest: dict, threads: int | None = None):
+        from .mil import MILError, open_coreml_runner
+
+        self.manifest = manifest
+        self.context = int(manifest["context_length"])
+        self.chunk = int(manifest["prefill_chunk"])
+        model_path = Path(package_dir) / manifest["model_file"]
+        try:
+            self.model = open_coreml_runner(model_path)
+        except MILError as e:
+            raise ElmExportError(f"{model_path}: {e}") from None
+        self.name = type(self.model).__name__
+        self.state = self.model.make_state()
+
+    def reset(self) -> None:
+        self.state = self.model.make_state()
+
+    def _call(self, function: str, ids: list[int], start: int) -> np.ndarray:
+        feeds = {"input_ids": np.asarray([ids], dtype=np.int32),
+                 "input_pos": np.arange(start, start + len(ids), dtype=np.int32)}
+        out = self.model.predict(feeds, state=self.state, function_name=function)
+        return np.asarray(out["logits"], dtype=np.float32)[0]
+
+    def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
+        if start_pos + len(ids) > self.context:
+            raise ElmExportError(f"{start_pos + len(ids)} tokens exceed the package's context of {self.context}")
+        rows, pos, i = [], start_pos, 0
+        while i < len(ids):
+            n = min(self.chunk, len(ids) - i)
+            if n == 1 or pos + self.chunk > self.context:
+                rows.append(self._call("decode", [ids[i]], pos))
+                i, pos = i + 1, pos + 1
+                continue
+            piece = ids[i:i + n] + [0] * (self.chunk - n)
+            rows.append(self._call("prefill", piece, pos)[:n])
+            i, pos = i + n, pos + n
+        return np.concatenate(rows, axis=0)
+
+
+def open_runner(package_dir: Path, manifest: dict, **options) -> CoreMLPackageRunner:
+    return CoreMLPackageRunner(package_dir, manifest, **options)

@@ -27,5 +27,5 @@ def build_ir(spec: ModelSpec, quant: str | None = None, passes: list[str] | None
     pass_list = build_passes(passes, qconfig)
     loaded = load_model(spec, log=log)
     ir = capture(loaded.model, log=log)
-    reports = PassManager(pass_list, dump_dir=dump_ir, log=log).run(ir)
+    reports = PassManager(pass_list, dump_dir=dump_ir, log=log, tokenizer=loaded.tokenizer).run(ir)
     return CompiledModel(loaded, ir, qconfig, reports)

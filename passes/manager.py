@@ -39,8 +39,17 @@ class PassReport:
         return asdict(self)
 
 
-def check_tokens(vocab_size: int, n: int = 24, seed: int = 1234) -> list[int]:
-    """The fixed token sequence every numeric check uses (seeded, in-vocabulary)."""
+CHECK_TEXT = ("The licenses for most software and other practical works are designed to take away your freedom to "
+              "share and change the works. By contrast, the GNU General Public License is intended to guarantee")
+
+
+def check_tokens(vocab_size: int, n: int = 24, seed: int = 1234, tokenizer=None) -> list[int]:
+    """The fixed token sequence every numeric check uses: real text when a tokenizer is known (top-1 agreement
+    on random ids says little about a trained model), else seeded in-vocabulary ids."""
+    if tokenizer is not None:
+        ids = [i for i in tokenizer.encode(CHECK_TEXT) if i < vocab_size][:n]
+        if len(ids) == n:
+            return ids
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab_size, (n,), generator=g).tolist()
 
@@ -52,11 +61,13 @@ def compare_logits(reference: torch.Tensor, other: torch.Tensor) -> tuple[float,
 
 
 class PassManager:
-    def __init__(self, passes: list[Pass], dump_dir: str | Path | None = None, log=None, check_len: int = 24):
+    def __init__(self, passes: list[Pass], dump_dir: str | Path | None = None, log=None, check_len: int = 24,
+                 tokenizer=None):
         self.passes = passes
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.log = log or (lambda *_: None)
         self.check_len = check_len
+        self.tokenizer = tokenizer
 
     def _logits(self, ir: IRProgram, tokens: list[int]) -> torch.Tensor:
         ir.reset_cache()
@@ -65,7 +76,7 @@ class PassManager:
         return out
 
     def run(self, ir: IRProgram) -> list[PassReport]:
-        tokens = check_tokens(ir.cfg.vocab_size, min(self.check_len, ir.context))
+        tokens = check_tokens(ir.cfg.vocab_size, min(self.check_len, ir.context), tokenizer=self.tokenizer)
         before = self._logits(ir, tokens)
         self._dump(ir, 0, "captured")
         reports = []

@@ -78,18 +78,27 @@ def register_lowerings() -> None:
     def const_val(var):
         return None if var is None else var.val
 
+    def scalar_like(x, value):
+        """A constant in x's dtype (MIL binary ops need matching dtypes)."""
+        return np.array(value, dtype=types.nptype_from_builtin(x.dtype))
+
+    def match_dtype(w, x):
+        """Dequantized weights are fp16 (the IR's exact values); before the fp16 pass an fp32 graph needs a cast,
+        which coremltools' precision pass removes again when the whole program becomes fp16."""
+        return w if w.dtype == x.dtype else mb.cast(x=w, dtype=types.builtin_to_string(x.dtype))
+
     @register_torch_op(torch_alias=["elm::rms_norm", "elm.rms_norm.default"])
     def elm_rms_norm(context, node):
         x, weight, eps = _get_inputs(context, node, expected=3)
         eps = float(const_val(eps))
         m = mb.reduce_max(x=mb.abs(x=x), axes=[-1], keep_dims=True)
-        m = mb.maximum(x=m, y=np.float32(6.1e-5))  # any m > 0 gives the same result; keep it fp16-normal
+        m = mb.maximum(x=m, y=scalar_like(x, 6.1e-5))  # any m > 0 gives the same result; keep it fp16-normal
         y = mb.real_div(x=x, y=m)
         mean_sq = mb.reduce_mean(x=mb.mul(x=y, y=y), axes=[-1], keep_dims=True)
-        e = mb.real_div(x=np.float32(eps ** 0.5), y=m)
+        e = mb.real_div(x=scalar_like(x, eps ** 0.5), y=m)
         out = mb.mul(x=y, y=mb.rsqrt(x=mb.add(x=mean_sq, y=mb.mul(x=e, y=e))))
         if weight is not None:
-            out = mb.mul(x=out, y=weight)
+            out = mb.mul(x=out, y=match_dtype(weight, x))
         context.add(out, torch_name=node.name)
 
     def blockwise_weight(qweight, scales, bits):
@@ -115,26 +124,28 @@ def register_lowerings() -> None:
     @register_torch_op(torch_alias=["elm::quantized_linear", "elm.quantized_linear.default"])
     def elm_quantized_linear(context, node):
         x, qweight, scales, _block, bits = _get_inputs(context, node, expected=5)
-        w = blockwise_weight(qweight, scales, const_val(bits))
+        w = match_dtype(blockwise_weight(qweight, scales, const_val(bits)), x)
         context.add(mb.linear(x=x, weight=w, name=node.name), torch_name=node.name)
 
     @register_torch_op(torch_alias=["elm::quantized_embedding", "elm.quantized_embedding.default"])
     def elm_quantized_embedding(context, node):
         qweight, scales, ids, _block, bits = _get_inputs(context, node, expected=5)
         w = blockwise_weight(qweight, scales, const_val(bits))
-        context.add(mb.gather(x=w, indices=ids, axis=0, name=node.name), torch_name=node.name)
+        out = mb.gather(x=w, indices=ids, axis=0)
+        context.add(mb.cast(x=out, dtype="fp32", name=node.name), torch_name=node.name)
 
     @register_torch_op(torch_alias=["elm::palettized_linear", "elm.palettized_linear.default"])
     def elm_palettized_linear(context, node):
         x, lut, indices, group, nbits = _get_inputs(context, node, expected=5)
-        w = lut_weight(lut, indices, const_val(group), const_val(nbits))
+        w = match_dtype(lut_weight(lut, indices, const_val(group), const_val(nbits)), x)
         context.add(mb.linear(x=x, weight=w, name=node.name), torch_name=node.name)
 
     @register_torch_op(torch_alias=["elm::palettized_embedding", "elm.palettized_embedding.default"])
     def elm_palettized_embedding(context, node):
         lut, indices, ids, group, nbits = _get_inputs(context, node, expected=5)
         w = lut_weight(lut, indices, const_val(group), const_val(nbits))
-        context.add(mb.gather(x=w, indices=ids, axis=0, name=node.name), torch_name=node.name)
+        out = mb.gather(x=w, indices=ids, axis=0)
+        context.add(mb.cast(x=out, dtype="fp32", name=node.name), torch_name=node.name)
 
     original_index_put = torch_ops.index_put
 

@@ -69,6 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure the logit error each quantized layer adds on its own")
     p.set_defaults(func=_cmd_compile)
 
+    p = sub.add_parser("quickstart", help="export the default model to every target with 4-bit weights, validate, "
+                                          "ask each package a question, print a summary")
+    from .quickstart import add_arguments as quickstart_arguments
+
+    quickstart_arguments(p)
+    p.set_defaults(func=_cmd_quickstart)
+
+    p = sub.add_parser("validate", help="prove parity of a package: eager -> IR -> package runtime, with a CI gate")
+    p.add_argument("package", help="an exported package directory")
+    p.add_argument("--text", help="text for teacher forcing and perplexity (default /usr/share/common-licenses/GPL-3)")
+    p.add_argument("--prefill-tokens", type=int, default=32)
+    p.add_argument("--decode-steps", type=int, default=8)
+    p.add_argument("--greedy-tokens", type=int, default=16)
+    p.add_argument("--ppl-tokens", type=int, default=256, help="tokens of --text scored for perplexity")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--thresholds", metavar="YAML", help="thresholds file (keys as the flags below, with _)")
+    p.add_argument("--max-abs-err", type=float)
+    p.add_argument("--min-top1", type=float)
+    p.add_argument("--max-ppl-increase", type=float, help="relative, e.g. 0.05 = perplexity at most 5%% above eager")
+    p.add_argument("--min-greedy-match", type=int)
+    p.add_argument("--min-cosine", type=float)
+    p.add_argument("--device-report", metavar="FILE", help="JSON from the iOS demo's benchmark, shown beside host numbers")
+    p.add_argument("--out", metavar="DIR", help="where report.{json,md,html} go (default PACKAGE/validation)")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout")
+    p.set_defaults(func=_cmd_validate)
+
     from .targets.registry import TARGETS, target_module
 
     for name in TARGETS:
@@ -183,6 +210,10 @@ def _cmd_export(args) -> int:
     compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), args.quant, args.passes, args.dump_ir,
                         log=console.log)
     print_pass_table(compiled.reports)
+    compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies
+    import gc
+
+    gc.collect()
     quant = compiled.quant.name
     out = Path(args.out or f"dist/{compiled.loaded.cfg.name}-{args.target}-{quant}")
     manifest = module.export(compiled, args, out, console.log)
@@ -191,6 +222,64 @@ def _cmd_export(args) -> int:
     if compiled.loaded.source.get("random_weights"):
         console.log("note: random weights (seeded); the manifest says so")
     return 0
+
+
+def _cmd_quickstart(args) -> int:
+    from .progress import console
+    from .quickstart import run
+
+    return run(args, console.log)
+
+
+def _thresholds(args) -> dict:
+    thresholds = {}
+    if args.thresholds:
+        import yaml
+        from pathlib import Path
+
+        try:
+            loaded = yaml.safe_load(Path(args.thresholds).read_text()) or {}
+        except FileNotFoundError:
+            raise ElmExportError(f"--thresholds {args.thresholds}: no such file") from None
+        except yaml.YAMLError as e:
+            raise ElmExportError(f"--thresholds {args.thresholds}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ElmExportError(f"--thresholds {args.thresholds}: expected a mapping like 'max_abs_err: 0.5'")
+        thresholds.update(loaded)
+    for key in ("max_abs_err", "min_top1", "max_ppl_increase", "min_greedy_match", "min_cosine"):
+        if getattr(args, key) is not None:
+            thresholds[key] = getattr(args, key)
+    return thresholds
+
+
+def _cmd_validate(args) -> int:
+    from pathlib import Path
+
+    from .progress import console
+    from .validation.report import load_device_report, to_junit, write_reports
+    from .validation.validate import ValidateOptions, validate_package
+
+    options = ValidateOptions(prefill_tokens=args.prefill_tokens, decode_steps=args.decode_steps,
+                              greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
+                              latency=not args.no_latency, thresholds=_thresholds(args))
+    if args.text:
+        options.text = Path(args.text)
+    device = load_device_report(args.device_report) if args.device_report else None
+    report = validate_package(args.package, options, log=console.log)
+    if device:
+        report["latency"]["device"] = device
+    paths = write_reports(report, Path(args.out or Path(args.package) / "validation"))
+    if args.junit:
+        Path(args.junit).write_text(to_junit(report))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    for c in report["checks"]:
+        console.log(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}")
+    final = report["stages"][-1]
+    console.log(f"{final['name']}: max abs err {final['max_abs_err']:.4g}, top-1 {final['top1_agreement']:.3f}, "
+                f"greedy match {final['greedy_match_tokens']}/{len(final['greedy_tokens'])}, ppl {final['perplexity']:.3f} "
+                f"(eager {report['stages'][0]['perplexity']:.3f}); reports: {paths['md']}, {paths['html']}")
+    return 0 if report["passed"] else 1
 
 
 def _cmd_compile(args) -> int:

@@ -26,9 +26,10 @@ def capture(model: Transformer, log=None) -> IRProgram:
     with torch.no_grad():
         ep = torch.export.export(model.eval(), args, dynamic_shapes=({1: T}, {0: T}))
     gm = ep.module()
-    model.reset_cache()
     ir = IRProgram(gm=gm, cfg=model.cfg, context=context)
-    ir.reset_cache()
+    for name in ir.cache_names():  # own KV caches: running the IR must not disturb the eager model's
+        owner, _, attr = name.rpartition(".")
+        gm.get_submodule(owner).register_buffer(attr, torch.zeros_like(gm.get_buffer(name)))
     if log:
         log(f"captured {model.cfg.name} with torch.export in {time.perf_counter() - t0:.1f} s "
             f"({len(gm.graph.nodes)} graph nodes, T dynamic in [1, {context}])")

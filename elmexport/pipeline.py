@@ -21,11 +21,11 @@ class CompiledModel:
     reports: list[PassReport]
 
 
-def build_ir(spec: ModelSpec, quant: str | None = None, passes: list[str] | None = None,
-             dump_ir: str | None = None, log=print) -> CompiledModel:
-    qconfig = load_quant_config(quant)  # parse options before the slow steps
+def build_ir(spec: ModelSpec, quant: "str | QuantConfig | None" = None, passes: list[str] | None = None,
+             dump_ir: str | None = None, log=print, loaded: LoadedModel | None = None) -> CompiledModel:
+    qconfig = quant if isinstance(quant, QuantConfig) else load_quant_config(quant)  # parse before the slow steps
     pass_list = build_passes(passes, qconfig)
-    loaded = load_model(spec, log=log)
+    loaded = loaded or load_model(spec, log=log)
     ir = capture(loaded.model, log=log)
     reports = PassManager(pass_list, dump_dir=dump_ir, log=log, tokenizer=loaded.tokenizer).run(ir)
     return CompiledModel(loaded, ir, qconfig, reports)

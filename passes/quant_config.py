@@ -59,6 +59,13 @@ class QuantConfig:
     def is_none(self) -> bool:
         return all(q.mode == "none" for q in [self.default, self.embedding] + [q for _, q in self.overrides])
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantConfig":
+        """Inverse of to_dict (what a package manifest stores)."""
+        overrides = [(o["pattern"], WeightQuant(**{k: v for k, v in o.items() if k != "pattern"}))
+                     for o in d.get("overrides", [])]
+        return cls(d["name"], WeightQuant(**d["default"]), WeightQuant(**d["embedding"]), overrides)
+
     def to_dict(self) -> dict:
         return {"name": self.name, "default": asdict(self.default), "embedding": asdict(self.embedding),
                 "overrides": [{"pattern": p, **asdict(q)} for p, q in self.overrides]}

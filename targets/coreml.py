@@ -77,15 +77,25 @@ def convert_entry(ir, entry: str, chunk: int | None, log):
     return mlmodel
 
 
-def op_counts(mlmodel) -> dict[str, int]:
+def read_spec(pkg: Path):
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString((pkg / "Data" / "com.apple.CoreML" / "model.mlmodel").read_bytes())
+    return spec
+
+
+def op_counts(pkg: Path) -> dict[str, dict[str, int]]:
+    """MIL op types per function, read back from the saved package (what a device will actually run)."""
     from collections import Counter
 
-    prog = mlmodel._mil_program
-    counts = Counter()
-    if prog is not None:
-        for fn in prog.functions.values():
-            counts.update(op.op_type for op in fn.operations)
-    return dict(counts)
+    out = {}
+    for name, fn in read_spec(pkg).mlProgram.functions.items():
+        counts = Counter()
+        for block in fn.block_specializations.values():
+            counts.update(op.type for op in block.operations)
+        out[name] = dict(sorted(counts.items()))
+    return out
 
 
 def export(compiled, args, out_dir: Path, log) -> dict:
@@ -95,11 +105,8 @@ def export(compiled, args, out_dir: Path, log) -> dict:
     name = out_dir.name
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
         work = Path(work)
-        models = {}
         for entry, T in (("prefill", chunk), ("decode", None)):
-            mlmodel = convert_entry(ir, entry, T, log)
-            models[entry] = op_counts(mlmodel)
-            mlmodel.save(str(work / f"{entry}.mlpackage"))
+            convert_entry(ir, entry, T, log).save(str(work / f"{entry}.mlpackage"))
         separate = sum(_dir_size(work / f"{e}.mlpackage") for e in ("prefill", "decode"))
         with write_package(out_dir) as tmp:
             pkg = tmp / f"{cfg.name}.mlpackage"
@@ -125,7 +132,7 @@ def export(compiled, args, out_dir: Path, log) -> dict:
                          "note": "contiguous positions start..start+T-1; T = prefill_chunk (prefill) or 1 (decode)"}],
                 outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float16"}],
                 states=states,
-                mil_op_counts=models,
+                mil_op_counts=op_counts(pkg),
                 size_separate_functions_bytes=separate, size_multifunction_bytes=combined,
                 user_defined_metadata=metadata,
             )
@@ -152,11 +159,8 @@ def _user_metadata(compiled, chunk: int) -> dict[str, str]:
 
 def _set_metadata(ct, pkg: Path, metadata: dict[str, str]) -> None:
     """Write user-defined metadata into the package's model spec in place (weights untouched)."""
-    from coremltools.proto import Model_pb2
-
     spec_path = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
-    spec = Model_pb2.Model()
-    spec.ParseFromString(spec_path.read_bytes())
+    spec = read_spec(pkg)
     for k, v in metadata.items():
         spec.description.metadata.userDefined[k] = v
     spec_path.write_bytes(spec.SerializeToString())

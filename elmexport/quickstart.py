@@ -1,0 +1,112 @@
+"""`elmexport quickstart`: the README's main job on the offline default model.
+
+Exports SmolLM2-135M-Instruct with 4-bit weights to every registered target (Core ML int4, ONNX int4,
+ExecuTorch 8da4w), validates each package (eager -> IR -> runtime), asks each the France question through its own
+runtime, and prints one screen: stage errors, perplexity, tokens/s, sizes, answers and report paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+TARGET_QUANT = {"coreml": "int4", "onnx": "int4", "executorch": "8da4w"}
+QUESTION = "What is the capital of France?"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--targets", default=",".join(TARGET_QUANT), help="comma-separated subset of coreml,onnx,executorch")
+    p.add_argument("--out", default="dist/quickstart", metavar="DIR")
+    p.add_argument("--context", type=int, default=512)
+
+
+def run(args, log) -> int:
+    from .pipeline import build_ir
+    from .targets.registry import TARGETS, target_module
+    from .validation.report import write_reports
+    from .validation.validate import ValidateOptions, validate_package
+    from .weights.sources import load_model
+    from .weights.spec import ModelSpec
+
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = [t for t in targets if t not in TARGET_QUANT]
+    if unknown:
+        from .errors import ElmExportError
+
+        raise ElmExportError(f"--targets: unknown target {unknown[0]!r}; choose from {', '.join(TARGET_QUANT)}")
+    targets = [t for t in targets if t in TARGETS]
+    out_root = Path(args.out)
+    loaded = load_model(ModelSpec(model=args.model, context=args.context), log=log)
+    rows, compiled_by_quant = [], {}
+    for target in targets:
+        quant = TARGET_QUANT[target]
+        t0 = time.perf_counter()
+        if quant not in compiled_by_quant:
+            compiled_by_quant[quant] = build_ir(ModelSpec(), quant, log=log, loaded=loaded)
+        compiled = compiled_by_quant[quant]
+        pkg = out_root / f"{loaded.cfg.name}-{target}-{quant}"
+        log(f"[{target}] exporting {quant} -> {pkg}")
+        module = target_module(target)
+        export_args = argparse.Namespace(prefill_chunk=64, quant=quant)
+        for action in _target_defaults(module):
+            setattr(export_args, action.dest, action.default)
+        export_args.quant = quant
+        manifest = module.export(compiled, export_args, pkg, log)
+        export_s = time.perf_counter() - t0
+        log(f"[{target}] validating ...")
+        report = validate_package(pkg, ValidateOptions(ppl_tokens=256, latency_rounds=2), log=log)
+        paths = write_reports(report, pkg / "validation")
+        answer = _ask(pkg)
+        final = report["stages"][-1]
+        lat = report["latency"].get(target, {})
+        rows.append({"target": target, "quant": quant, "size_mib": manifest["size_bytes"] / 2**20,
+                     "export_s": export_s, "ir_err": report["stages"][1]["max_abs_err"],
+                     "pkg_err": final["max_abs_err"], "top1": final["top1_agreement"],
+                     "ppl_eager": report["stages"][0]["perplexity"], "ppl_pkg": final["perplexity"],
+                     "decode": lat.get("decode_tokens_per_s"), "prefill": lat.get("prefill_tokens_per_s"),
+                     "answer": answer, "report": str(paths["md"])})
+    _print_summary(rows)
+    return 0
+
+
+def _target_defaults(module):
+    p = argparse.ArgumentParser()
+    module.add_arguments(p)
+    return p._actions[1:]
+
+
+def _ask(pkg: Path) -> str:
+    from .chat import render_chat
+    from .generation import generate
+    from .models.config import ModelConfig
+    from .package import read_manifest
+    from .tokenizer import make_text_tokenizer, read_tokenizer_json
+    from .validation.runners import open_package_runner
+
+    manifest = read_manifest(pkg)
+    cfg = ModelConfig.from_dict(manifest["model"]["config"])
+    tok = make_text_tokenizer(read_tokenizer_json(pkg / manifest["tokenizer"]), cfg)
+    prompt = render_chat(manifest.get("chat_template"), [{"role": "user", "content": QUESTION}],
+                         manifest.get("system_prompt"))
+    return generate(open_package_runner(pkg, manifest), tok, tok.encode(prompt), 24).text.strip()
+
+
+def _print_summary(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"quickstart: SmolLM2-135M-Instruct, 4-bit, \"{QUESTION}\"")
+    for col in ("target", "quant", "MiB", "export s", "IR err", "pkg err", "top-1", "ppl eager -> pkg",
+                "decode tok/s", "prefill tok/s", "answer"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["target"], r["quant"], f"{r['size_mib']:.1f}", f"{r['export_s']:.0f}", f"{r['ir_err']:.3g}",
+                  f"{r['pkg_err']:.3g}", f"{r['top1']:.3f}", f"{r['ppl_eager']:.2f} -> {r['ppl_pkg']:.2f}",
+                  f"{r['decode'] or 0:.1f}", f"{r['prefill'] or 0:.1f}", r["answer"][:40])
+    console = Console()
+    console.print(t)
+    for r in rows:
+        console.print(f"{r['target']}: report {r['report']}")

@@ -1,0 +1,123 @@
+"""`elmexport validate`: reports, thresholds and exit codes, and catching deliberately broken packages."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elmexport.package import checksums
+
+FAST = ["--prefill-tokens", "12", "--decode-steps", "3", "--greedy-tokens", "6", "--ppl-tokens", "24", "--no-latency"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "elmexport.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    out = tmp_path_factory.mktemp("val") / "tiny-coreml"
+    proc = run("coreml", "--model", "openelm-tiny", "--random-weights", "--context", "32", "--prefill-chunk", "8",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def _copy(package, tmp_path):
+    dst = tmp_path / "pkg"
+    shutil.copytree(package, dst, ignore=shutil.ignore_patterns("validation"))
+    return dst
+
+
+def test_good_package_passes_and_writes_reports(package, tmp_path):
+    junit = tmp_path / "junit.xml"
+    proc = run("validate", str(package), *FAST, "--max-abs-err", "0.05", "--min-top1", "0.9", "--json",
+               "--junit", str(junit), "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert {"package", "target", "stages", "latency", "passed"} <= set(report) and report["passed"]
+    assert [s["name"] for s in report["stages"]] == ["eager", "ir", "coreml"]
+    for s in report["stages"]:
+        assert {"name", "max_abs_err", "top1_agreement", "greedy_match_tokens", "perplexity"} <= set(s)
+    assert report["stages"][1]["max_abs_err"] < 1e-4  # no quantization: the IR equals eager
+    assert len(report["layers"]["eager_vs_ir"]) == 4
+    assert (tmp_path / "rep" / "report.md").exists() and "<svg" in (tmp_path / "rep" / "report.html").read_text()
+    assert 'failures="0"' in junit.read_text()
+
+
+def test_threshold_failure_exit_1_names_check(package, tmp_path):
+    proc = run("validate", str(package), *FAST, "--max-abs-err", "1e-9", "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["max_abs_err"] and "coreml" in failed[0]["detail"]
+
+
+def test_perturbed_weight_is_caught_at_the_package_stage(package, tmp_path):
+    broken = _copy(package, tmp_path)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    blob = broken / manifest["model_file"] / "Data/com.apple.CoreML/weights/weight.bin"
+    data = bytearray(blob.read_bytes())
+    mid = len(data) // 2  # inside the tied embedding/head table, the largest blob
+    data[mid:mid + 4096] = bytes(4096)
+    blob.write_bytes(bytes(data))
+    manifest["checksums"] = checksums(broken)  # a consistent-looking package: only the numbers can tell
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    proc = run("validate", str(broken), *FAST, "--max-abs-err", "0.05", "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    ir, pkg = report["stages"][1], report["stages"][2]
+    assert ir["max_abs_err"] < 1e-4 and pkg["vs_previous_stage"]["max_abs_err"] > 0.05  # the package stage, not the IR
+
+
+def test_tampered_file_fails_integrity(package, tmp_path):
+    broken = _copy(package, tmp_path)
+    tok = broken / "manifest.json"
+    manifest = json.loads(tok.read_text())
+    blob = broken / manifest["model_file"] / "Data/com.apple.CoreML/weights/weight.bin"
+    data = bytearray(blob.read_bytes())
+    data[-100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    proc = run("validate", str(broken), *FAST, "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["checks"][0]["name"] == "integrity" and not report["checks"][0]["passed"]
+
+
+def test_wrong_rope_theta_is_caught(package, tmp_path):
+    broken = _copy(package, tmp_path)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["model"]["config"]["rope_theta"] = 5000.0  # the reference now disagrees with what was exported
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    proc = run("validate", str(broken), *FAST, "--max-abs-err", "0.05", "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["stages"][1]["max_abs_err"] < 1e-4 and report["stages"][2]["max_abs_err"] > 0.05
+
+
+def test_device_report_and_yaml_thresholds(package, tmp_path):
+    example = Path(__file__).resolve().parents[1] / "ios_demo/Schemas/device_report.example.json"
+    th = tmp_path / "th.yaml"
+    th.write_text("max_abs_err: 0.05\nmin_greedy_match: 4\n")
+    proc = run("validate", str(package), *FAST, "--thresholds", str(th), "--device-report", str(example),
+               "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["latency"]["device"]["decode_tokens_per_s"] > 0
+    assert {c["name"] for c in report["checks"]} == {"integrity", "max_abs_err", "min_greedy_match"}
+    assert "device" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_bad_inputs_exit_2(tmp_path):
+    proc = run("validate", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = run("validate", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "manifest.json" in proc.stderr
+    bad = tmp_path / "th.yaml"
+    bad.write_text("max_speed: 3\n")
+    proc = run("validate", str(tmp_path / "empty"), "--thresholds", str(bad))
+    assert proc.returncode == 2 and "unknown threshold 'max_speed'" in proc.stderr

@@ -1,0 +1,84 @@
+"""Latency of one runtime, measured in its own process so peak RSS is the runtime's alone.
+
+    python -m elmexport.validation.latency PACKAGE_DIR [--prompt-tokens 64] [--decode-steps 16] [--rounds 3]
+
+Prints JSON: prefill tokens/s, decode tokens/s (median over steps and rounds, with min and max), time to first
+token (prefill of the prompt), load seconds and peak RSS in MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def measure(runner, prompt: list[int], decode_steps: int, rounds: int) -> dict:
+    prefill, decode = [], []
+    for _ in range(rounds):
+        runner.reset()
+        t0 = time.perf_counter()
+        logits = runner.forward(prompt, 0)
+        prefill.append(time.perf_counter() - t0)
+        token = int(logits[-1].argmax())
+        for step in range(decode_steps):
+            t0 = time.perf_counter()
+            logits = runner.forward([token], len(prompt) + step)
+            decode.append(time.perf_counter() - t0)
+            token = int(logits[-1].argmax())
+    per_token = [1.0 / d for d in decode]
+    return {
+        "prompt_tokens": len(prompt), "decode_steps": decode_steps, "rounds": rounds,
+        "prefill_tokens_per_s": len(prompt) / statistics.median(prefill),
+        "decode_tokens_per_s": statistics.median(per_token),
+        "decode_tokens_per_s_min": min(per_token), "decode_tokens_per_s_max": max(per_token),
+        "time_to_first_token_ms": 1000 * statistics.median(prefill),
+    }
+
+
+def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
+    from ..package import read_manifest
+    from .runners import open_package_runner
+
+    manifest = read_manifest(package_dir)
+    t0 = time.perf_counter()
+    runner = open_package_runner(package_dir, manifest)
+    load = time.perf_counter() - t0
+    vocab = manifest["model"]["config"]["vocab_size"]
+    prompt = [(7 * i + 3) % vocab for i in range(min(prompt_tokens, runner.context - decode_steps - 1))]
+    out = measure(runner, prompt, decode_steps, rounds)
+    out.update(runtime=runner.name, load_seconds=load,
+               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
+    cmd = [sys.executable, "-m", "elmexport.validation.latency", str(package_dir), "--prompt-tokens",
+           str(prompt_tokens), "--decode-steps", str(decode_steps), "--rounds", str(rounds)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"latency run failed: {tail[:300]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--decode-steps", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    print(json.dumps(measure_package(a.package, a.prompt_tokens, a.decode_steps, a.rounds)))
+
+
+if __name__ == "__main__":
+    main()

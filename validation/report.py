@@ -1,0 +1,147 @@
+"""Validation report outputs: report.json, report.md, a self-contained report.html (inline SVG plots), JUnit XML;
+and the device report (JSON written by the iOS demo's benchmark, schema in ios_demo/Schemas/) ingested beside
+the host numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from ..errors import ElmExportError
+
+DEVICE_REQUIRED = ("schema_version", "device", "package", "summary")
+
+
+def load_device_report(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ElmExportError(f"--device-report {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ElmExportError(f"--device-report {path}: not JSON ({e})") from None
+    missing = [k for k in DEVICE_REQUIRED if k not in data]
+    if missing:
+        raise ElmExportError(f"--device-report {path}: missing {missing[0]!r}; expected the iOS demo's benchmark "
+                             f"JSON (ios_demo/Schemas/device_report.schema.json)")
+    s, d = data["summary"], data["device"]
+    return {
+        "runtime": f"Core ML on {d.get('model', '?')} ({d.get('os_name', '')} {d.get('os_version', '')})".strip(),
+        "prefill_tokens_per_s": s.get("prefill_tokens_per_s_median"),
+        "decode_tokens_per_s": s.get("decode_tokens_per_s_median"),
+        "time_to_first_token_ms": s.get("time_to_first_token_ms_median"),
+        "peak_rss_mib": s.get("peak_memory_mb"),
+        "package": data["package"], "app_version": data.get("app_version"), "timestamp": data.get("timestamp"),
+    }
+
+
+def _fmt(v, digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def to_markdown(r: dict) -> str:
+    lines = [f"# Validation of `{r['package']}`", "",
+             f"target **{r['target']}**, model {r['model']}, quantization {r['quantization']}"
+             + (" (random weights)" if r["random_weights"] else "") + f", text: {r['text']}", "",
+             f"**{'PASSED' if r['passed'] else 'FAILED'}**", "", "## Stages (each compared with the eager fp32 reference)", "",
+             "| stage | runtime | max abs err | max rel err | min cosine | top-1 | greedy match | perplexity | vs previous stage (max abs / top-1) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in r["stages"]:
+        prev = s.get("vs_previous_stage")
+        prev_s = f"{_fmt(prev['max_abs_err'])} / {_fmt(prev['top1_agreement'])}" if prev else "-"
+        lines.append(f"| {s['name']} | {s['runtime']} | {_fmt(s['max_abs_err'])} | {_fmt(s['max_rel_err'])} | "
+                     f"{_fmt(s['cosine_min'], 6)} | {_fmt(s['top1_agreement'])} | {s['greedy_match_tokens']} | "
+                     f"{_fmt(s['perplexity'])} | {prev_s} |")
+    lines += ["", "## Per step (package stage vs eager)", "", "| step | positions | max abs err | top-1 |", "|---|---|---|---|"]
+    for st in r["stages"][-1].get("steps", []):
+        lines.append(f"| {st['step']} | {st['positions']} | {_fmt(st['max_abs_err'])} | {_fmt(st['top1_agreement'])} |")
+    jump = r["layers"]["first_jump_layer"]
+    lines += ["", "## Per layer (eager vs IR hidden states)", "",
+              f"first layer where the error jumps: {jump if jump is not None else 'none'}", "",
+              "| layer | max abs err | rel err |", "|---|---|---|"]
+    lines += [f"| {x['layer']} | {_fmt(x['max_abs_err'])} | {_fmt(x['rel_err'])} |" for x in r["layers"]["eager_vs_ir"]]
+    lines += ["", "## Latency", "", "| where | runtime | prefill tok/s | decode tok/s (min-max) | TTFT ms | peak RSS MiB |",
+              "|---|---|---|---|---|---|"]
+    for where, l in r["latency"].items():
+        if "error" in l:
+            lines.append(f"| {where} | {l['error']} | | | | |")
+            continue
+        rng = f" ({_fmt(l.get('decode_tokens_per_s_min'), 3)}-{_fmt(l.get('decode_tokens_per_s_max'), 3)})" \
+            if l.get("decode_tokens_per_s_min") else ""
+        lines.append(f"| {where} | {l.get('runtime', '')} | {_fmt(l.get('prefill_tokens_per_s'))} | "
+                     f"{_fmt(l.get('decode_tokens_per_s'))}{rng} | {_fmt(l.get('time_to_first_token_ms'))} | "
+                     f"{_fmt(l.get('peak_rss_mib'))} |")
+    lines += ["", "## Checks", ""]
+    lines += [f"- {'PASS' if c['passed'] else 'FAIL'} `{c['name']}`: {c['detail']}" for c in r["checks"]]
+    return "\n".join(lines) + "\n"
+
+
+def _bars_svg(title: str, items: list[tuple[str, float]], log_scale: bool = False, unit: str = "") -> str:
+    w, row, left = 640, 26, 170
+    h = 40 + row * len(items)
+    vals = [v for _, v in items if v is not None and v > 0]
+    if not vals:
+        return f"<p>{html.escape(title)}: no data</p>"
+    lo = min(vals) / 10 if log_scale else 0.0
+    hi = max(vals)
+
+    def scale(v):
+        if v is None or v <= 0:
+            return 0
+        if log_scale:
+            return (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo) + 1e-12) * (w - left - 90)
+        return v / hi * (w - left - 90)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+             f'<text x="4" y="16" font-weight="bold">{html.escape(title)}</text>']
+    for i, (label, v) in enumerate(items):
+        y = 28 + i * row
+        parts.append(f'<text x="4" y="{y + 14}">{html.escape(label)}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{scale(v):.1f}" height="{row - 8}" fill="#3b7dd8"/>')
+        parts.append(f'<text x="{left + scale(v) + 4:.1f}" y="{y + 14}">{_fmt(v)}{unit}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def to_html(r: dict) -> str:
+    err = [(s["name"], s["max_abs_err"]) for s in r["stages"][1:]]
+    layers = [(f"layer {x['layer']}", x["rel_err"]) for x in r["layers"]["eager_vs_ir"]]
+    decode = [(k, v.get("decode_tokens_per_s")) for k, v in r["latency"].items() if "error" not in v]
+    prefill = [(k, v.get("prefill_tokens_per_s")) for k, v in r["latency"].items() if "error" not in v]
+    body = [
+        _bars_svg("max abs logit error vs eager, per stage (log)", err, log_scale=True),
+        _bars_svg("relative hidden-state error per layer, eager vs IR (log)", layers, log_scale=True),
+        _bars_svg("decode tokens/s per runtime", decode, unit=" tok/s"),
+        _bars_svg("prefill tokens/s per runtime", prefill, unit=" tok/s"),
+    ]
+    md = html.escape(to_markdown(r))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>elmexport validation</title></head><body>"
+            f"<h1>{'PASSED' if r['passed'] else 'FAILED'}: {html.escape(r['package'])}</h1>"
+            + "".join(f"<div>{b}</div>" for b in body) + f"<pre>{md}</pre></body></html>")
+
+
+def to_junit(r: dict) -> str:
+    cases = []
+    for c in r["checks"]:
+        inner = "" if c["passed"] else f"<failure message={quoteattr(c['detail'])}/>"
+        cases.append(f'<testcase classname="elmexport.validate.{r["target"]}" name={quoteattr(c["name"])}>{inner}</testcase>')
+    failures = sum(not c["passed"] for c in r["checks"])
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr("elmexport validate " + r["package"])} '
+            f'tests="{len(cases)}" failures="{failures}">' + "".join(cases) + "</testsuite>\n")
+
+
+def write_reports(r: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
+    paths["json"].write_text(json.dumps(r, indent=2, default=str))
+    paths["md"].write_text(to_markdown(r))
+    paths["html"].write_text(to_html(r))
+    return paths

@@ -13,6 +13,7 @@ import importlib
 
 TARGETS = {
     "coreml": "elmexport.targets.coreml",
+    "onnx": "elmexport.targets.onnx",
 }
 
 

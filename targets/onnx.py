@@ -1,0 +1,150 @@
+"""ONNX target: `elmexport onnx` -> model.onnx (+ .data), genai_config.json, tokenizer.json, manifest.json.
+
+Lowering, in order (each step a file of its own):
+  onnx_form.py     IR with in-graph static KV cache -> explicit past_key_values.%d / present.%d tensors
+  onnx_quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
+  onnx_lowering.py elm ops -> one ONNX node each (RMSNormalization, Attention, MatMulNBits, GatherBlockQuantized)
+  onnx_export.py   torch.onnx dynamo export with dynamic sequence/past lengths
+  onnx_genai.py    genai_config.json for onnxruntime-genai
+Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
+then single-token decode steps) against the IR; the error goes into the manifest. The rewritten PyTorch graph
+(onnx_form + onnx_quant) is checked against the IR by tests/test_onnx_target.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import ElmExportError
+from ..passes.quant_config import LINEAR_MODES, load_quant_config
+
+DESCRIPTION = "ONNX package for onnxruntime / onnxruntime-genai (int4/int8 as MatMulNBits, fused norms/attention)"
+MODEL_FILE = "model.onnx"
+SUPPORTED_MODES = ("none", *LINEAR_MODES)
+MIN_CONTEXT = 8  # the export traces with 3 new + 5 past tokens (distinct, > 1: torch.export specialises 0/1)
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("onnx")
+    g.add_argument("--accuracy-level", type=int, choices=range(5), default=4, metavar="0-4",
+                   help="MatMulNBits compute type: 4 = int8 activations (default; fastest), 0 = fp32 "
+                        "(about 2/3 of the decode speed; logits match the quantized IR to ~1e-5)")
+
+
+def check_arguments(args) -> None:
+    """Options the ONNX target cannot honour fail here, before the model is loaded."""
+    from .onnx_quant import check_block_size
+
+    if getattr(args, "context", None) is not None and args.context < MIN_CONTEXT:
+        raise ElmExportError(f"--context {args.context}: the ONNX target needs at least {MIN_CONTEXT} positions")
+    quant = load_quant_config(args.quant)
+    for where, q in [("default", quant.default), ("embedding", quant.embedding), *quant.overrides]:
+        if q.mode not in SUPPORTED_MODES:
+            raise ElmExportError(f"--quant {args.quant}: mode {q.mode!r} ({where}) is not supported by the ONNX "
+                                 f"target; choose {', '.join(SUPPORTED_MODES)} (palettized weights: elmexport coreml)")
+        if q.mode != "none":
+            check_block_size(q.block_size)
+    if args.passes and "palettize" in args.passes:
+        raise ElmExportError("--passes palettize: the ONNX target has no palettized-weight lowering; drop it")
+
+
+def export(compiled, args, out_dir, log) -> dict:
+    from ..package import base_manifest, finish_manifest, write_package
+    from .onnx_export import export_onnx, io_specs, op_counts, save
+    from .onnx_form import explicit_cache_form
+    from .onnx_genai import write_genai_files
+    from .onnx_lowering import unsupported_ops
+    from .onnx_quant import lower_quantized_weights
+
+    ir, cfg = compiled.ir, compiled.loaded.cfg
+    if ir.context < MIN_CONTEXT:
+        raise ElmExportError(f"context {ir.context}: the ONNX target needs at least {MIN_CONTEXT} positions")
+    accuracy_level = getattr(args, "accuracy_level", 4)
+    t0 = time.perf_counter()
+    form = explicit_cache_form(ir)
+    quant_counts = lower_quantized_weights(form.gm, accuracy_level)
+    bad = unsupported_ops(form.gm)
+    if bad:
+        raise ElmExportError(f"the ONNX target cannot lower {bad[0]} (from --quant {compiled.quant.name}); "
+                             f"use --quant none, int8 or int4")
+    log(f"onnx: explicit-KV graph, {form.num_layers} layers, KV heads per layer {form.kv_heads}; "
+        f"weights lowered: {quant_counts}")
+    program = export_onnx(form)
+    after = op_counts(program.model)
+    inputs, outputs = io_specs(program.model)
+    log(f"onnx: exported in {time.perf_counter() - t0:.0f} s: {_short_counts(after)}")
+    name = f"{cfg.name}-onnx-{compiled.quant.name}"
+    with write_package(out_dir) as tmp:
+        model_files = save(program, tmp / MODEL_FILE)
+        del program
+        genai_files = write_genai_files(tmp, cfg, form, MODEL_FILE, compiled.loaded.tokenizer)
+        ort_check = _check_onnxruntime(ir, tmp / MODEL_FILE)
+        log(f"onnx: onnxruntime vs IR max abs logit err {ort_check['max_abs_err']:.3g}, "
+            f"top-1 {ort_check['top1_agreement']:.3f}")
+        manifest = base_manifest(
+            compiled, "onnx", name,
+            inputs=inputs, outputs=outputs, states=[],
+            onnx={
+                "model_file": MODEL_FILE, "model_files": model_files, "opset": 23, "extra_files": genai_files,
+                "kv_cache": {"layout": "[batch, kv_heads, seq, head_dim]", "num_kv_heads": form.kv_heads,
+                             "head_dim": form.head_dim, "past": "past_key_values.%d.key/value",
+                             "present": "present.%d.key/value (= concat(past, new))",
+                             "positions": "past_sequence_length + arange(sequence_length)"},
+                "matmul_nbits_accuracy_level": accuracy_level,
+                "weight_lowering": quant_counts,
+                "node_counts": {"ir": _ir_counts(ir), "onnx": after},
+                "checks": {"onnxruntime_vs_ir": ort_check},
+            },
+        )
+        manifest = finish_manifest(tmp, manifest, compiled.loaded.tokenizer)
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _check_stream(vocab: int, context: int) -> tuple[list[int], int]:
+    from ..passes.manager import check_tokens
+
+    n = min(12, context)
+    return check_tokens(vocab, n), max(1, n - 4)  # prefill of n-4 tokens, then 4 single-token decode steps
+
+
+def _run_stream(step, ids: list[int], prefill: int) -> np.ndarray:
+    outs = [step(ids[:prefill], 0)] + [step(ids[t:t + 1], t) for t in range(prefill, len(ids))]
+    return np.concatenate(outs, axis=0)
+
+
+def _compare(reference: np.ndarray, other: np.ndarray, prefill: int) -> dict:
+    err = np.abs(reference - other)
+    return {"tokens": int(reference.shape[0]), "prefill": prefill, "max_abs_err": float(err.max()),
+            "top1_agreement": float((reference.argmax(-1) == other.argmax(-1)).mean())}
+
+
+def _ir_reference(ir, ids: list[int]) -> np.ndarray:
+    ir.reset_cache()
+    ref = ir.logits(ids).numpy()
+    ir.reset_cache()
+    return ref
+
+
+def _check_onnxruntime(ir, model_path) -> dict:
+    from ..validation.onnx_runner import OnnxRunner
+
+    runner = OnnxRunner(model_path, ir.context)
+    ids, prefill = _check_stream(ir.cfg.vocab_size, ir.context)
+    return _compare(_ir_reference(ir, ids), _run_stream(runner.forward, ids, prefill), prefill)
+
+
+# ---------------------------------------------------------------------------------------------- facts
+def _ir_counts(ir) -> dict[str, int]:
+    counts = ir.op_counts()
+    return dict(sorted(((k, v) for k, v in counts.items() if k != "<built-in function getitem>"),
+                       key=lambda kv: (-kv[1], kv[0])))
+
+
+def _short_counts(counts: dict[str, int]) -> str:
+    keys = ("RMSNormalization", "Attention", "com.microsoft.MatMulNBits", "com.microsoft.GatherBlockQuantized",
+            "MatMul", "Gather")
+    shown = [f"{k.removeprefix('com.microsoft.')} x{counts[k]}" for k in keys if k in counts]
+    return f"{sum(counts.values())} nodes ({', '.join(shown)})"

@@ -1,0 +1,49 @@
+"""Helpers for the ONNX target tests: export a tiny package in-process, run token streams through runners."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from elmexport.targets import onnx as onnx_target
+
+from elmexport.pipeline import build_ir
+from elmexport.weights.spec import ModelSpec
+
+
+def export_tiny(out: Path, quant: str = "none", accuracy_level: int = 4, model: str = "openelm-tiny",
+                context: int = 64, tokenizer: str | None = None):
+    """(compiled, manifest) for a random-weight tiny model exported through the target module."""
+    args = argparse.Namespace(quant=quant, passes=None, accuracy_level=accuracy_level)
+    onnx_target.check_arguments(args)
+    spec = ModelSpec(model=model, random_weights=True, seed=0, context=context, tokenizer=tokenizer,
+                     tokenizer_mode="optional")
+    compiled = build_ir(spec, quant, log=lambda *a: None)
+    manifest = onnx_target.export(compiled, args, out, lambda *a: None)
+    return compiled, manifest
+
+
+def token_stream(vocab: int, n: int, seed: int = 7) -> list[int]:
+    return [int(t) for t in np.random.default_rng(seed).integers(3, vocab, n)]
+
+
+def prefill_then_decode(runner, ids: list[int], prefill: int) -> np.ndarray:
+    """Logits [len(ids), vocab]: one prefill call, then one call per remaining token."""
+    runner.reset()
+    outs = [runner.forward(ids[:prefill], 0)]
+    outs += [runner.forward([ids[t]], t) for t in range(prefill, len(ids))]
+    return np.concatenate(outs, axis=0)
+
+
+def compile_module(model, quant: str):
+    """The IR of an in-memory model after the default passes for `quant` (no weights loading, no ONNX)."""
+    from elmexport.passes.manager import PassManager
+    from elmexport.passes.quant_config import load_quant_config
+    from elmexport.passes.registry import build_passes
+
+    from elmexport.frontend import capture
+
+    ir = capture(model)
+    PassManager(build_passes(None, load_quant_config(quant))).run(ir)
+    return ir

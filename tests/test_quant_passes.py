@@ -85,15 +85,19 @@ def test_palettize_bits_and_groups(tmp_path, nbits, group_size):
         assert torch.allclose((deq - w).abs(), dist.min(-1).values, atol=1e-6)
 
 
-@pytest.mark.parametrize("nbits,bound", [(2, 0.36), (4, 0.105), (6, 0.035), (8, 0.015)])
+@pytest.mark.parametrize("nbits,bound", [(2, 0.36), (4, 0.115), (6, 0.035), (8, 0.015)])
 def test_kmeans_error_near_lloyd_max(nbits, bound):
-    """Per-tensor k-means on Gaussian weights lands near the Lloyd-Max optimum (4 bits: 0.097 relative error)."""
+    """Per-tensor k-means on Gaussian weights lands near the Lloyd-Max optimum (2 bits: 0.34, 4 bits: 0.097
+    relative error); from 4 bits the extremes are pinned to min/max, which costs ~10% on Gaussian data and keeps
+    real checkpoints' outlier weights exact."""
     from elmexport.ir.quant_math import kmeans_palettize
 
     w = 0.02 * torch.randn(512, 256, generator=torch.Generator().manual_seed(0))
     lut, idx = kmeans_palettize(w, nbits, 512)
     rel = ((dequantize_palettized(lut, idx, 512) - w).norm() / w.norm()).item()
     assert rel <= bound, rel
+    if nbits >= 4:
+        assert lut.float()[0, 0] == w.min().half().float() and lut.float()[0, -1] == w.max().half().float()
 
 
 def test_yaml_overrides_per_layer(tmp_path):

@@ -95,18 +95,15 @@ def _ask(pkg: Path) -> str:
 
 
 def _print_summary(rows: list[dict]) -> None:
+    """One line per package: narrow enough for an 80-column terminal or a CI log."""
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=f"quickstart: SmolLM2-135M-Instruct, 4-bit, \"{QUESTION}\"")
-    for col in ("target", "quant", "MiB", "export s", "IR err", "pkg err", "top-1", "ppl eager -> pkg",
-                "decode tok/s", "prefill tok/s", "answer"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["target"], r["quant"], f"{r['size_mib']:.1f}", f"{r['export_s']:.0f}", f"{r['ir_err']:.3g}",
-                  f"{r['pkg_err']:.3g}", f"{r['top1']:.3f}", f"{r['ppl_eager']:.2f} -> {r['ppl_pkg']:.2f}",
-                  f"{r['decode'] or 0:.1f}", f"{r['prefill'] or 0:.1f}", r["answer"][:40])
     console = Console()
-    console.print(t)
+    console.print(f"[bold]quickstart: SmolLM2-135M-Instruct, 4-bit weights, \"{QUESTION}\"[/bold]")
     for r in rows:
-        console.print(f"{r['target']}: report {r['report']}")
+        console.print(f"[bold]{r['target']}[/bold] {r['quant']}: {r['size_mib']:.1f} MiB, exported in {r['export_s']:.0f} s; "
+                      f"max abs logit err vs eager: IR {r['ir_err']:.3g}, package {r['pkg_err']:.3g}; top-1 {r['top1']:.3f}; "
+                      f"ppl {r['ppl_eager']:.2f} -> {r['ppl_pkg']:.2f}; decode {r['decode'] or 0:.1f} tok/s, "
+                      f"prefill {r['prefill'] or 0:.1f} tok/s")
+        console.print(f"    answer: {r['answer']!r}")
+        console.print(f"    report: {r['report']}")

@@ -37,6 +37,9 @@ def run(args, log) -> int:
         from .errors import ElmExportError
 
         raise ElmExportError(f"--targets: unknown target {unknown[0]!r}; choose from {', '.join(TARGET_QUANT)}")
+    missing = [t for t in targets if t not in TARGETS]
+    if missing:
+        log(f"skipping {', '.join(missing)}: not available in this build")
     targets = [t for t in targets if t in TARGETS]
     out_root = Path(args.out)
     loaded = load_model(ModelSpec(model=args.model, context=args.context), log=log)

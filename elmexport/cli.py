@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_compile_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("compiler")
     g.add_argument("--quant", default="none", metavar="PRESET|FILE",
-                   help="none, int8, int4, palettize4, palettize6, palettize8, or a YAML/JSON quant config")
+                   help="none, int8, int4, 8da4w (ExecuTorch), palettize4, palettize6, palettize8, "
+                        "or a YAML/JSON quant config")
     g.add_argument("--passes", type=lambda s: [x for x in s.split(",") if x],
                    help="comma-separated pass list (default: cleanup,fuse_rmsnorm + the quant passes)")
     g.add_argument("--dump-ir", metavar="DIR", help="write the graph as text after each pass")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ir import ops  # noqa: F401  (registers torch.ops.elm before the class body reads it)
 from ..ir.quant_math import kmeans_palettize
 from .weight_quant import WeightQuantPass, check_divisible
 

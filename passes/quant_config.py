@@ -75,6 +75,7 @@ PRESETS = {
     "none": dict(default={"mode": "none"}, embedding={"mode": "none"}),
     "int8": dict(default={"mode": "int8", "block_size": 0}, embedding={"mode": "int8", "block_size": 0}),
     "int4": dict(default={"mode": "int4", "block_size": 32}, embedding={"mode": "int4", "block_size": 32}),
+    "8da4w": dict(default={"mode": "int4", "block_size": 32}, embedding={"mode": "int4", "block_size": 32}),
     "palettize4": dict(default={"mode": "palettize4"}, embedding={"mode": "palettize4"}),
     "palettize6": dict(default={"mode": "palettize6"}, embedding={"mode": "palettize6"}),
     "palettize8": dict(default={"mode": "palettize8"}, embedding={"mode": "palettize8"}),

@@ -14,6 +14,7 @@ import importlib
 TARGETS = {
     "coreml": "elmexport.targets.coreml",
     "onnx": "elmexport.targets.onnx",
+    "executorch": "elmexport.targets.executorch",
 }
 
 

@@ -158,7 +158,7 @@ def get_preset(name: str) -> ModelConfig:
     """A named preset; OpenELM presets are computed from the layer-wise scaling formulas."""
     key = name.lower()
     if key == "openelm-tiny":
-        # 4 layers, d=256, head_dim 32: heads 4,4,8,8 / kv 1,1,2,2 and four different FFN widths.
+        # 4 layers, d=256, head_dim 32: heads 4,8,8,8 / kv 1,2,2,2 and four different FFN widths.
         return openelm_config("openelm-tiny", 4, 256, 32)
     if key == "smollm2-135m-instruct":
         return ModelConfig(**SMOLLM2_135M_INSTRUCT).validate()

@@ -1,0 +1,125 @@
+"""ExecuTorch target: one `.pte` with a single dynamic-shape `forward` and in-program KV caches.
+
+    forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, T, vocab] fp32,  1 <= T <= max_seq_len
+
+The same method prefills a chunk of the prompt and decodes one token; positions are explicit (contiguous,
+start .. start + T - 1). Per-layer KV caches are mutable buffers inside the program, one shape per layer
+([1, context, n_kv_i, head_dim] with XNNPACK; OpenELM's KV head count varies by layer). The program also carries
+the constant methods ExecuTorch's LLM runners read (TextLLMRunner, llama_main), so the package runs there
+with its tokenizer.json as is.
+
+--delegate xnnpack (default): linears (fp32, or 8da4w / 8da8w from the IR's codes), norms, RoPE, SiLU and the
+  residual adds go to XNNPACK; attention runs ExecuTorch's llama::custom_sdpa / update_cache kernels; the
+  quantized embedding uses quantized_decomposed::embedding_4bit / embedding_byte (portable).
+--delegate coreml: ExecuTorch's Core ML partitioner (iOS 18, caches as Core ML states). Exports on Linux; runs
+  only on Apple platforms.
+
+Lowering steps: targets/executorch_lower.py. Quantization: targets/executorch_quant.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import ElmExportError
+from ..package import base_manifest, finish_manifest, write_package
+
+DESCRIPTION = "export an ExecuTorch program (.pte: XNNPACK or Core ML delegate, KV cache inside, 8da4w)"
+DEFAULT_MAX_SEQ_LEN = 128
+MODEL_FILE = "model.pte"
+SUPPORTED_QUANT = {"none", "int8", "int4"}  # IR weight modes this target lowers (8da4w = int4 block 32)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--delegate", default="xnnpack", metavar="xnnpack|coreml",
+                   help="ExecuTorch backend (default xnnpack; coreml exports on Linux, runs on Apple platforms)")
+    p.add_argument("--max-seq-len", type=int, default=None, metavar="N",
+                   help=f"most tokens per forward call: prompts are prefilled in chunks of N and memory is planned "
+                        f"for N (default min({DEFAULT_MAX_SEQ_LEN}, context))")
+
+
+def check_arguments(args) -> None:
+    """Everything that can be checked before loading weights; raises one-line ElmExportErrors."""
+    from ..passes.quant_config import load_quant_config
+    from .executorch_lower import DELEGATES
+
+    if args.delegate not in DELEGATES:
+        raise ElmExportError(f"--delegate {args.delegate!r}: choose one of {', '.join(DELEGATES)}")
+    if args.max_seq_len is not None and args.max_seq_len < 1:
+        raise ElmExportError(f"--max-seq-len {args.max_seq_len}: must be at least 1")
+    if args.context is not None and args.max_seq_len is not None and args.max_seq_len > args.context:
+        raise ElmExportError(f"--max-seq-len {args.max_seq_len} exceeds --context {args.context}")
+    quant = load_quant_config(args.quant)
+    modes = {quant.default.mode, quant.embedding.mode} | {q.mode for _, q in quant.overrides}
+    unsupported = sorted(modes - SUPPORTED_QUANT)
+    if unsupported:
+        raise ElmExportError(f"--quant {args.quant}: mode {unsupported[0]!r} has no ExecuTorch lowering; "
+                             f"use none, 8da4w (int4 group 32), int4 or int8")
+    if args.delegate == "coreml" and args.max_seq_len not in (None, 1):
+        raise ElmExportError("--delegate coreml exports a single-token forward (T = 1); drop --max-seq-len")
+
+
+@contextlib.contextmanager
+def quiet_executorch():
+    """ExecuTorch and torchao warn per node and per pass; our own progress lines replace them."""
+    for name in ("executorch", "torch._export", "torch.export", "coremltools"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def constant_methods(compiled, max_seq_len: int, delegate: str) -> dict:
+    """The metadata methods ExecuTorch's LLM runners read (see extension/llm/runner/llm_runner_helper.cpp)."""
+    cfg, ir = compiled.loaded.cfg, compiled.ir
+    return {
+        "get_max_seq_len": max_seq_len,
+        "get_max_context_len": ir.context,
+        "get_vocab_size": cfg.vocab_size,
+        "get_bos_id": cfg.bos_token_id,
+        "get_eos_ids": list(cfg.eos_token_ids),
+        "get_n_layers": cfg.num_layers,
+        "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": delegate == "xnnpack",
+        "enable_dynamic_shape": max_seq_len > 1,
+    }
+
+
+def export(compiled, args, out_dir: Path, log) -> dict:
+    from .executorch_lower import lower
+
+    ir, cfg = compiled.ir, compiled.loaded.cfg
+    delegate = getattr(args, "delegate", "xnnpack")
+    max_seq_len = getattr(args, "max_seq_len", None) or min(DEFAULT_MAX_SEQ_LEN, ir.context)
+    if delegate == "coreml":
+        from .executorch_coreml import COREML_MAX_SEQ_LEN
+
+        max_seq_len = COREML_MAX_SEQ_LEN
+    if max_seq_len > ir.context:
+        raise ElmExportError(f"--max-seq-len {max_seq_len} exceeds the context length {ir.context}")
+    methods = constant_methods(compiled, max_seq_len, delegate)
+    t0 = time.perf_counter()
+    with quiet_executorch():
+        lowered = lower(ir, delegate, max_seq_len, methods, log=log)
+    with write_package(out_dir) as tmp:
+        (tmp / MODEL_FILE).write_bytes(lowered.program.buffer)
+        log(f"wrote {MODEL_FILE} ({(tmp / MODEL_FILE).stat().st_size / 2**20:.1f} MiB) in "
+            f"{time.perf_counter() - t0:.0f} s")
+        manifest = base_manifest(
+            compiled, "executorch", out_dir.name,
+            model_file=MODEL_FILE, delegate=delegate, method="forward", max_seq_len=max_seq_len,
+            constant_methods=methods,
+            inputs=[{"name": "tokens", "shape": [1, "T"], "dtype": "int64"},
+                    {"name": "input_pos", "shape": ["T"], "dtype": "int64",
+                     "note": f"contiguous positions start..start+T-1; 1 <= T <= {max_seq_len}"}],
+            outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float32"}],
+            states=lowered.states,
+            lowering={"rewrites": lowered.rewrites, "weights": lowered.weights, "seconds": lowered.seconds},
+            ops=lowered.ops,
+        )
+        return finish_manifest(tmp, manifest, compiled.loaded.tokenizer)

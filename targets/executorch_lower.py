@@ -1,0 +1,196 @@
+"""IR -> ExecuTorch program: rewrite a copy of the IR graph, torch.export it, partition, serialise.
+
+    IR gm (ATen + elm ops, KV caches [1, n_kv_i, context, hd])
+      | copy (shares the IR's weights; the IR itself is left untouched for validation)
+      | executorch_attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
+      | executorch_xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
+      | executorch_quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
+      | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
+      v
+    torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, T, vocab], T dynamic in
+    [1, max_seq_len]; KV caches stay mutable buffers inside the program
+      | to_edge_transform_and_lower(partitioner, constant_methods = the LLM-runner metadata)
+      | check: every linear and every quantize/dequantize step of the export is inside the delegate
+      v
+    .pte
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch.export import Dim
+
+from ..errors import ElmExportError
+from ..ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
+from .executorch_attention import load_custom_ops, use_custom_sdpa
+from .executorch_quant import describe_weights, lower_quantized_weights
+from .executorch_xnnpack_form import to_xnnpack_form
+
+DELEGATES = ("xnnpack", "coreml")
+# ops that must never be left to portable kernels: a linear outside the delegate is a silent 10-100x slowdown
+MUST_DELEGATE = ("linear", "mm", "bmm", "addmm", "torchao::choose_qparams_affine", "torchao::quantize_affine",
+                 "torchao::dequantize_affine")
+
+
+@dataclass
+class Lowered:
+    program: object  # ExecutorchProgramManager
+    rewrites: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    states: list = field(default_factory=list)
+    ops: dict = field(default_factory=dict)  # delegated / portable op counts (see op_report)
+    seconds: dict = field(default_factory=dict)
+
+
+def prepare_graph(ir, delegate: str) -> tuple[torch.fx.GraphModule, dict]:
+    """A rewritten copy of the IR graph with no elm ops left; returns it and the rewrite counts."""
+    gm = shallow_copy(ir.gm)
+    rewrites: dict = {}
+    xnnpack = delegate == "xnnpack"
+    if xnnpack:
+        rewrites.update(use_custom_sdpa(gm, ir.context))
+        rewrites.update(to_xnnpack_form(gm))
+    rewrites.update(lower_quantized_weights(gm, activations=xnnpack, packed_embedding=xnnpack))
+    # rms_norm left (Core ML): the fp16-safe reference kernel, since that delegate computes in fp16
+    decomposed = decompose_graph_module(gm, decomposition_table(["rms_norm"]))
+    rewrites.update({f"{k.split('.')[1]}_reference_kernel": v for k, v in decomposed.items()})
+    left = remaining_elm_ops(gm.graph)
+    if left:
+        raise ElmExportError(f"executorch: no lowering for {dict(left)}; use --quant none, int8, int4 or 8da4w")
+    _drop_unused_attributes(gm)
+    return gm, rewrites
+
+
+def _drop_unused_attributes(gm: torch.fx.GraphModule) -> None:
+    """Weights the rewrites replaced (fused projections, fp16 scales) must not be exported into the program."""
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
+        if name not in used:
+            owner_path, _, attr = name.rpartition(".")
+            delattr(gm.get_submodule(owner_path) if owner_path else gm, attr)
+
+
+def export_program(gm: torch.fx.GraphModule, max_seq_len: int) -> torch.export.ExportedProgram:
+    """One `forward` with T dynamic in [1, max_seq_len]: prefill chunks and single-token decode alike."""
+    n = min(2, max_seq_len)
+    args = (torch.zeros(1, n, dtype=torch.long), torch.arange(n, dtype=torch.long))
+    dynamic = None
+    if max_seq_len > 1:
+        T = Dim("T", min=1, max=max_seq_len)
+        dynamic = ({1: T}, {0: T})
+    with torch.no_grad():
+        return torch.export.export(gm, args, dynamic_shapes=dynamic, strict=False)
+
+
+def partitioners(delegate: str) -> list:
+    if delegate == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        return [XnnpackPartitioner()]
+    if delegate == "coreml":
+        from .executorch_coreml import coreml_partitioner
+
+        return [coreml_partitioner()]
+    raise ElmExportError(f"--delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
+
+
+def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None) -> Lowered:
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+
+    log = log or (lambda *_: None)
+    load_custom_ops()
+    seconds = {}
+    t0 = time.perf_counter()
+    gm, rewrites = prepare_graph(ir, delegate)
+    states = [{"name": n, "shape": list(b.shape),
+               "dtype": str(b.dtype).removeprefix("torch.") if delegate == "xnnpack" else "float16 (Core ML state)",
+               "layout": "[batch, position, kv_head, head_dim]" if delegate == "xnnpack"
+               else "[batch, kv_head, position, head_dim]"}
+              for n, b in sorted(gm.named_buffers(), key=lambda nb: _layer_order(nb[0]))
+              if n.endswith(("k_cache", "v_cache"))]
+    ep = export_program(gm, max_seq_len)
+    if delegate == "coreml":
+        from .executorch_coreml import prepare_exported
+
+        ep, rewrites["gqa_folded"] = prepare_exported(ep)
+    exported = Counter(_op_name(n.target) for n in ep.graph.nodes if n.op == "call_function")
+    seconds["export"] = round(time.perf_counter() - t0, 1)
+    shape = f"T dynamic in [1, {max_seq_len}]" if max_seq_len > 1 else "T = 1"
+    log(f"exported forward ({shape}) in {seconds['export']:.1f} s; rewrites {rewrites}")
+    t0 = time.perf_counter()
+    edge = to_edge_transform_and_lower(
+        ep, partitioner=partitioners(delegate), constant_methods=constant_methods,
+        compile_config=EdgeCompileConfig(_check_ir_validity=False),
+    )
+    seconds["lower"] = round(time.perf_counter() - t0, 1)
+    ops = op_report(edge.exported_program())
+    check_delegated(exported, ops, delegate)
+    log(f"lowered to {delegate} in {seconds['lower']:.1f} s: {ops['delegated_total']} ops in "
+        f"{ops['delegate_calls']} delegate calls ({ops['delegated'].get('linear', 0)} linears), "
+        f"{ops['portable_total']} ops on portable/custom kernels")
+    t0 = time.perf_counter()
+    program = edge.to_executorch(ExecutorchBackendConfig())
+    seconds["serialize"] = round(time.perf_counter() - t0, 1)
+    return Lowered(program, rewrites, describe_weights(rewrites, delegate), states, ops, seconds)
+
+
+def _layer_order(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in name.split("."))
+
+
+def check_delegated(exported: Counter, ops: dict, delegate: str) -> None:
+    """Every linear / quantize step of the export must sit inside the delegate: count and assert, by name."""
+    for name in MUST_DELEGATE:
+        left = ops["portable"].get(name, 0)
+        if left:
+            raise ElmExportError(f"executorch: {left} of {exported.get(name, left)} {name} ops were not delegated "
+                                 f"to {delegate}; the program would run them on slow portable kernels")
+        if delegate == "xnnpack" and exported.get(name, 0) != ops["delegated"].get(name, 0):
+            raise ElmExportError(f"executorch: export has {exported.get(name, 0)} {name} ops but {delegate} "
+                                 f"took {ops['delegated'].get(name, 0)}")
+
+
+_BOOKKEEPING = ("getitem", "sym_size", "_assert", "sym_constrain", "executorch_call_delegate", "_local_scalar_dense",
+                "scalar_tensor", "alloc", "sym_numel", "sym_storage_offset")
+
+
+def _op_name(target) -> str:
+    """'linear', 'llama::custom_sdpa', 'torchao::dequantize_affine' for ATen/edge/custom ops and functions."""
+    op = target if isinstance(target, torch._ops.OpOverload) else getattr(target, "_op", target)  # edge op wraps one
+    if isinstance(op, torch._ops.OpOverload):
+        name = op._schema.name
+    else:
+        name = getattr(op, "__name__", str(op))
+    name = name.removeprefix("aten::")
+    for suffix in (".default", ".Tensor", ".int", ".dim", ".dtype", ".Scalar", ".self", ".out"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def op_report(ep) -> dict:
+    """Ops inside delegates vs ops left to ExecuTorch's portable/custom kernels (bookkeeping nodes not counted)."""
+    delegated, portable = Counter(), Counter()
+    calls = 0
+    gm = ep.graph_module
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if name == "executorch_call_delegate":
+            calls += 1
+            lowered = getattr(gm, node.args[0].target)
+            for inner in lowered.original_module.graph.nodes:
+                inner_name = _op_name(inner.target) if inner.op == "call_function" else ""
+                if inner_name and not any(b in inner_name for b in _BOOKKEEPING):
+                    delegated[inner_name] += 1
+        elif name.startswith("auto_functionalized"):
+            portable[_op_name(node.args[0])] += 1
+        elif not any(b in name for b in _BOOKKEEPING):
+            portable[name] += 1
+    return {"delegate_calls": calls, "delegated_total": sum(delegated.values()),
+            "portable_total": sum(portable.values()), "delegated": dict(sorted(delegated.items())),
+            "portable": dict(sorted(portable.items()))}

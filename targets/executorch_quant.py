@@ -1,0 +1,156 @@
+"""Quantized weights for ExecuTorch, built from the IR's own codes and scales (no re-quantization).
+
+    elm.quantized_linear(%x, %q, %s, B, bits)  ->  torchao's dynamic-activation form ("8da4w" / "8da8w"):
+        %x' = dequantize(quantize(%x, int8 asymmetric per token))            # dynamic activations
+        %W  = torchao.dequantize_affine(%q, (1, B), %s_f32, %zeros, int8, qmin, qmax)
+        %y  = aten.linear(%x', %W)
+      exactly what torchao's IntxUnpackedToInt8Tensor (Int8DynamicActivationIntxWeightConfig) traces to, which the
+      XNNPACK partitioner fuses into one dynamically quantized GEMM (int4 blockwise or int8 per-channel weights).
+      With `activations=False` (Core ML) the activation step is dropped: weight-only dequantize + linear.
+
+    elm.quantized_embedding(%q, %s, %ids, B, bits)  ->  quantized_decomposed.embedding_{4bit,byte}(packed, %s, ...)
+      ExecuTorch's quantized kernel library (portable CPU): it gathers rows and dequantizes only those.
+
+The integer codes are the IR's, bit for bit. fp16 scales become fp32 here (exact; fp32 also for the embedding
+kernel, whose PyTorch reference would otherwise multiply in fp16); XNNPACK then stores blockwise
+int4 scales as bf16, which rounds them (relative error <= 2^-9) -- the one weight difference from the IR. A tied
+table keeps one set of codes: the head reads them through dequantize_affine, the embedding through its packed copy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from ..ir.ops import ELM_OPS
+
+QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
+QUANTIZED_EMBEDDING = ELM_OPS["quantized_embedding"]
+
+
+def linear_dynamic_int8_act(x, qdata, scale, zero_point, block_size: int, bits: int):
+    """torchao 8da{bits}w: int8 asymmetric per-token activations x intx weights (block_size along in_features)."""
+    return F.linear(int8_per_token_quant_dequant(x), _dequantize(qdata, scale, zero_point, block_size, bits))
+
+
+def linear_weight_only(x, qdata, scale, zero_point, block_size: int, bits: int):
+    return F.linear(x, _dequantize(qdata, scale, zero_point, block_size, bits).to(x.dtype))
+
+
+def int8_per_token_quant_dequant(x):
+    """The activation half of torchao's IntxUnpackedToInt8Tensor linear, as the torchao ops it traces to.
+
+    Called as ops, not through torchao's @torch.no_grad()-decorated Python wrappers: each of those leaves a
+    grad-mode region that torch.export later inlines with a full recompile (quadratic: minutes at 270M).
+    """
+    ao = torch.ops.torchao
+    block = [1] * (x.dim() - 1) + [x.shape[-1]]
+    scale, zero = ao.choose_qparams_affine(x, "ASYMMETRIC", block, torch.int8, -128, 127, None, None, torch.int8)
+    q = ao.quantize_affine(x, block, scale, zero, torch.int8, -128, 127)
+    return ao.dequantize_affine(q, block, scale, zero, torch.int8, -128, 127)
+
+
+def _dequantize(qdata, scale, zero_point, block_size: int, bits: int):
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return torch.ops.torchao.dequantize_affine(qdata, [1, block_size], scale, zero_point, torch.int8, qmin, qmax,
+                                               torch.float32)
+
+
+def embedding_4bit(packed, scales, ids):
+    return torch.ops.quantized_decomposed.embedding_4bit.dtype(packed, scales, None, -8, 7, ids, dtype=torch.float32)
+
+
+def embedding_byte(qweight, scales, ids):
+    return torch.ops.quantized_decomposed.embedding_byte.dtype(qweight, scales, None, -128, 127, ids,
+                                                               dtype=torch.float32)
+
+
+def embedding_weight_only(qdata, scale, zero_point, ids, block_size: int, bits: int):
+    return F.embedding(ids, _dequantize(qdata, scale, zero_point, block_size, bits))
+
+
+def pack_int4_rows(q: torch.Tensor) -> torch.Tensor:
+    """ExecuTorch's embedding_4bit layout: byte = (q[2j] + 8) << 4 | (q[2j+1] + 8)."""
+    u = (q.to(torch.int16) + 8).to(torch.uint8).reshape(q.shape[0], q.shape[1] // 2, 2)
+    return (u[..., 0] << 4) | u[..., 1]
+
+
+def lower_quantized_weights(gm: torch.fx.GraphModule, activations: bool = True,
+                            packed_embedding: bool = True) -> Counter:
+    """Rewrite elm quantized linears/embeddings in place; returns counts by kind ("linear_int4", ...)."""
+    import executorch.exir.passes._quant_patterns_and_replacements  # noqa: F401  (quantized_decomposed ops)
+    import executorch.kernels.quantized  # noqa: F401
+    import torchao.quantization.quant_primitives  # noqa: F401  (registers torch.ops.torchao.*)
+
+    counts: Counter = Counter()
+    made: dict[str, tuple] = {}  # codes target -> (scale node, zero node): a tied table gets one set
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (QUANTIZED_LINEAR, QUANTIZED_EMBEDDING):
+            continue
+        if node.target is QUANTIZED_LINEAR:
+            x, q_node, s_node, block, bits = node.args
+            scale, zero = _scale_and_zero(gm, q_node, s_node, made)
+            node.target = linear_dynamic_int8_act if activations else linear_weight_only
+            node.args = (x, q_node, scale, zero, block, bits)
+            counts[f"linear_int{bits}"] += 1
+        else:
+            q_node, s_node, ids, block, bits = node.args
+            if packed_embedding and bits in (4, 8):
+                codes = q_node
+                if bits == 4:
+                    codes = _register(gm, q_node.target + "_packed4", pack_int4_rows(gm.get_buffer(q_node.target)))
+                scale = _register(gm, s_node.target + "_rows_f32", gm.get_buffer(s_node.target).float())
+                node.target = embedding_4bit if bits == 4 else embedding_byte
+                node.args = (codes, scale, ids)
+            else:
+                scale, zero = _scale_and_zero(gm, q_node, s_node, made)
+                node.target = embedding_weight_only
+                node.args = (q_node, scale, zero, ids, block, bits)
+            counts[f"embedding_int{bits}"] += 1
+    gm.graph.lint()
+    gm.recompile()
+    return counts
+
+
+def _scale_and_zero(gm, q_node, s_node, made):
+    if q_node.target not in made:
+        s = gm.get_buffer(s_node.target).float()
+        made[q_node.target] = (_register(gm, s_node.target + "_f32", s),
+                               _register(gm, s_node.target + "_zero", torch.zeros(s.shape, dtype=torch.int8)))
+    return made[q_node.target]
+
+
+def _register(gm: torch.fx.GraphModule, target: str, tensor: torch.Tensor) -> torch.fx.Node:
+    """A new buffer next to the IR's and a get_attr node for it at the top of the graph."""
+    owner_path, _, attr = target.rpartition(".")
+    owner = gm.get_submodule(owner_path) if owner_path else gm
+    owner.register_buffer(attr, tensor)
+    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
+        return gm.graph.get_attr(target)
+
+
+SCHEMES = {
+    ("linear", 4, True): "8da4w: int8 asymmetric per-token dynamic activations x int4 symmetric weights (IR codes; "
+                         "XNNPACK keeps blockwise scales in bf16)",
+    ("linear", 8, True): "8da8w: int8 asymmetric per-token dynamic activations x int8 symmetric weights (IR codes and "
+                         "scales)",
+    ("linear", 4, False): "int4 weight-only (IR codes and scales; Core ML constexpr weights), fp16 activations",
+    ("linear", 8, False): "int8 weight-only (IR codes and scales; Core ML constexpr weights), fp16 activations",
+    ("embedding", 4, True): "quantized_decomposed::embedding_4bit (IR codes, fp32 scales): exact",
+    ("embedding", 8, True): "quantized_decomposed::embedding_byte (IR codes, fp32 scales): exact",
+    ("embedding", 4, False): "int4 dequantize + gather (IR codes and scales)",
+    ("embedding", 8, False): "int8 dequantize + gather (IR codes and scales)",
+}
+
+
+def describe_weights(rewrites: dict, delegate: str) -> dict:
+    """Manifest entry: how many linears/embeddings use which scheme; the rest is float."""
+    out = {}
+    for key, count in rewrites.items():
+        kind, _, bits = key.partition("_int")
+        if kind in ("linear", "embedding") and bits.isdigit():
+            out[key] = {"count": count, "scheme": SCHEMES[(kind, int(bits), delegate == "xnnpack")]}
+    out["float"] = "fp32 (XNNPACK)" if delegate == "xnnpack" else "fp16 (Core ML compute precision)"
+    return out

@@ -1,0 +1,226 @@
+"""Put the graph in the form XNNPACK can take with a dynamic token count, so it is cut into few delegate calls.
+
+XNNPACK rejects slices and splits of a tensor whose shape is dynamic, reshapes with a symbolic size, and
+reductions other than 4-D spatial means. Every rejected op cuts the delegate in two, and each cut costs a
+delegate call per forward plus ~1 s of lowering. These rewrites are exact (or exact up to fp32 summation order)
+and leave one delegate per attention block and one per FFN block:
+
+1. split_fused_projections -- fused projections become one linear per part, on row slices of the same weight
+   (for quantized linears, of the same int codes and scales):
+       %y = linear(%x, %W_qkv); view [1,T,H,hd]; transpose(1,2); split_with_sizes([nq,nkv,nkv], 1)
+       -> linear(%x, %W_q) ; linear(%x, %W_k) ; linear(%x, %W_v), each viewed and transposed
+       %y = linear(%x, %W_1); split(%y, ffn, -1)       -> linear(%x, %W_gate) ; linear(%x, %W_up)
+2. rotate_half_as_matmul -- cat([-x[..., h:], x[..., :h]], -1) -> linear(x, R) with R a signed permutation:
+   every output is one input times +-1 plus zeros, so it is exact.
+3. infer_token_dim -- view/reshape sizes that name the symbolic T are written as -1.
+4. rms_norm_mean_as_gemm -- elm.rms_norm becomes rms_norm_for_xnnpack, with mean(x^2) as linear(x*x, [1/D]*D):
+   an fp32 GEMM with a constant weight instead of an undelegatable reduction. The fp16-safe max-rescaling of the reference kernel is
+   dropped: this program computes in fp32, where x^2 cannot overflow for any activation a model produces.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+
+from ..ir.ops import ELM_OPS
+
+aten = torch.ops.aten
+QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
+_VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+
+
+def rms_norm_for_xnnpack(x, weight, eps: float, mean_row):
+    """elm.rms_norm for an fp32 XNNPACK program: x * rsqrt(mean(x^2) + eps) * w, the mean as x^2 @ mean_row.T."""
+    out = x * torch.rsqrt(F.linear(x * x, mean_row) + eps)
+    return out if weight is None else out * weight.to(x.dtype)
+
+
+def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:
+    """Rewrites 1-4 in place (rotate-half first: it reads shapes the projection split does not record)."""
+    counts = {"rotate_half_matmul": rotate_half_as_matmul(gm),
+              "projections_split": split_fused_projections(gm),
+              "views_inferred": infer_token_dim(gm),
+              "rms_norm_gemm_mean": rms_norm_mean_as_gemm(gm)}
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.recompile()
+    return counts
+
+
+# ------------------------------------------------------------------------------------- 1. fused projections
+def _is_linear(node) -> bool:
+    if node.op != "call_function":
+        return False
+    if node.target is aten.linear.default:
+        return node.args[1].op == "get_attr" and (len(node.args) < 3 or node.args[2] is None)
+    return node.target is QUANTIZED_LINEAR
+
+
+def _only_user(node):
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _getitems(split) -> dict[int, torch.fx.Node] | None:
+    items = {}
+    for u in split.users:
+        if u.target is not operator.getitem:
+            return None
+        items[u.args[1]] = u
+    return items
+
+
+def split_fused_projections(gm: torch.fx.GraphModule) -> int:
+    done = 0
+    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
+        user = _only_user(lin)
+        if user is None:
+            continue
+        split_dim = user.args[2] if len(user.args) > 2 else user.kwargs.get("dim", 0)
+        if user.target is aten.split.Tensor and split_dim in (-1, lin.meta["val"].dim() - 1):  # FFN [gate; up]
+            size = user.args[1]
+            items = _getitems(user)
+            rows = lin.meta["val"].shape[-1]
+            if items is None or rows % size:
+                continue
+            parts = [(i * size, (i + 1) * size) for i in range(rows // size)]
+            new = _linear_parts(gm, lin, parts)
+            for i, node in items.items():
+                node.replace_all_uses_with(new[i])
+            done += 1
+        elif user.target in _VIEWS:  # attention [q; k; v] viewed as heads
+            tr = _only_user(user)
+            sp = _only_user(tr) if tr is not None else None
+            if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
+                    or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
+                continue
+            shape = list(user.args[1])
+            if len(shape) != 4:
+                continue
+            hd, heads = shape[3], sp.args[1]
+            items = _getitems(sp)
+            if items is None:
+                continue
+            bounds, start = [], 0
+            for h in heads:
+                bounds.append((start * hd, (start + h) * hd))
+                start += h
+            new = _linear_parts(gm, lin, bounds)
+            for i, node in items.items():
+                with gm.graph.inserting_after(new[i]):
+                    view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
+                with gm.graph.inserting_after(view):
+                    t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
+                node.replace_all_uses_with(t)
+            done += 1
+    return done
+
+
+def _linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
+    """One linear per row range of lin's weight (for elm.quantized_linear: of its codes and scales)."""
+    x = lin.args[0]
+    tensors = [lin.args[1]] + ([lin.args[2]] if lin.target is QUANTIZED_LINEAR else [])
+    out = []
+    for i, (a, b) in enumerate(row_ranges):
+        getters = []
+        for t in tensors:
+            src = _get(gm, t.target)
+            getters.append(_register(gm, f"{t.target}_rows{i}", src[a:b].clone()))
+        args = (x, *getters, *lin.args[len(tensors) + 1:])
+        with gm.graph.inserting_before(lin):
+            out.append(gm.graph.call_function(lin.target, args))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- 2. rotate-half
+def rotate_half_as_matmul(gm: torch.fx.GraphModule) -> int:
+    done = 0
+    mats: dict[int, torch.fx.Node] = {}
+    for cat in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is aten.cat.default]:
+        parts = cat.args[0]
+        dim = cat.args[1] if len(cat.args) > 1 else 0
+        if len(parts) != 2 or parts[0].target is not aten.neg.default:
+            continue
+        hi, lo = parts[0].args[0], parts[1]
+        if not (_is_slice(hi) and _is_slice(lo)) or hi.args[0] is not lo.args[0]:
+            continue
+        x = hi.args[0]
+        rank = x.meta["val"].dim()
+        d = x.meta["val"].shape[-1]
+        if not isinstance(d, int) or d % 2 or dim not in (-1, rank - 1) or hi.args[1] not in (-1, rank - 1):
+            continue
+        h = d // 2
+        if (hi.args[2], lo.args[2], lo.args[3]) != (h, 0, h) or hi.args[3] < d:
+            continue
+        if d not in mats:
+            r = torch.zeros(d, d)
+            r[torch.arange(h), torch.arange(h) + h] = -1.0
+            r[torch.arange(h) + h, torch.arange(h)] = 1.0
+            mats[d] = _register(gm, f"rotate_half_{d}", r)
+        with gm.graph.inserting_before(cat):
+            new = gm.graph.call_function(aten.linear.default, (x, mats[d]))
+        new.meta["val"] = cat.meta.get("val")
+        cat.replace_all_uses_with(new)
+        done += 1
+    return done
+
+
+def _is_slice(node) -> bool:
+    return node.op == "call_function" and node.target is aten.slice.Tensor and len(node.args) >= 4 \
+        and (len(node.args) < 5 or node.args[4] == 1)
+
+
+# ------------------------------------------------------------------------------------------ 3. static views
+def infer_token_dim(gm: torch.fx.GraphModule) -> int:
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in _VIEWS:
+            shape = list(node.args[1])
+            symbolic = [i for i, s in enumerate(shape) if not isinstance(s, int)]
+            if len(symbolic) == 1 and -1 not in shape:
+                shape[symbolic[0]] = -1
+                node.args = (node.args[0], shape, *node.args[2:])
+                done += 1
+    return done
+
+
+# ------------------------------------------------------------------------------------------------ 4. rms_norm
+def rms_norm_mean_as_gemm(gm: torch.fx.GraphModule) -> int:
+    """elm.rms_norm(x, w, eps) -> rms_norm_for_xnnpack(x, w, eps, %mean_row) with a constant [1, D] row of 1/D."""
+    rows: dict[int, torch.fx.Node] = {}
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is ELM_OPS["rms_norm"]:
+            d = node.args[0].meta["val"].shape[-1] if "val" in node.args[0].meta else None
+            d = d if isinstance(d, int) else _norm_dim(gm, node)
+            if d not in rows:
+                rows[d] = _register(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
+            node.target = rms_norm_for_xnnpack
+            node.args = (*node.args[:3], rows[d])
+            done += 1
+    return done
+
+
+def _norm_dim(gm, node) -> int:
+    weight = node.args[1]
+    if weight is None:
+        raise ValueError(f"cannot tell the width of unweighted norm {node.name}")
+    return _get(gm, weight.target).shape[0]
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _get(gm, target: str) -> torch.Tensor:
+    try:
+        return gm.get_parameter(target).detach()
+    except AttributeError:
+        return gm.get_buffer(target)
+
+
+def _register(gm, target: str, tensor: torch.Tensor) -> torch.fx.Node:
+    owner_path, _, attr = target.rpartition(".")
+    owner = gm.get_submodule(owner_path) if owner_path else gm
+    owner.register_buffer(attr, tensor)
+    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
+        return gm.graph.get_attr(target)

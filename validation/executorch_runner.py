@@ -1,0 +1,68 @@
+"""The ExecuTorch runtime as a Runner (validation/runner.py): the package's own `.pte` in executorch.runtime.
+
+`forward(ids, start_pos)` feeds `ids` in chunks of at most `max_seq_len` tokens (what the program's memory was
+planned for) with contiguous positions, and returns every position's logits.
+
+`reset()` has nothing to clear, by construction: attention (llama::custom_sdpa) reads cache positions
+[0, start + T) only, and every one of them was written by update_cache in the same or an earlier call of the
+current sequence. Stale entries from an earlier sequence sit beyond the positions read, as they do in
+ExecuTorch's own TextLLMRunner, which also reuses the loaded method across prompts. Reloading the method instead
+would repack every XNNPACK weight.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ElmExportError
+
+
+def load_kernel_libraries() -> None:
+    """Operators a package may use beyond the portable set: llama:: attention and quantized embeddings."""
+    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
+    import executorch.kernels.quantized  # noqa: F401
+
+
+class ExecuTorchRunner:
+    def __init__(self, pte: Path, context: int, max_seq_len: int, name: str = "executorch"):
+        import torch
+        from executorch.runtime import Runtime
+
+        load_kernel_libraries()
+        self._torch = torch
+        self.name, self.context, self.max_seq_len = name, context, max_seq_len
+        try:
+            self.program = Runtime.get().load_program(str(pte))
+            self.method = self.program.load_method("forward")
+        except RuntimeError as e:  # the pybindings raise RuntimeError for unreadable or incompatible programs
+            raise ElmExportError(f"{pte}: ExecuTorch cannot load the program ({str(e).splitlines()[0][:160]})") from None
+
+    def reset(self) -> None:
+        """Nothing to clear: see the module docstring."""
+
+    def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
+        torch = self._torch
+        if start_pos + len(ids) > self.context:
+            raise ElmExportError(f"positions {start_pos}..{start_pos + len(ids) - 1} exceed the context of "
+                                 f"{self.context}; export with a larger --context")
+        out = []
+        for i in range(0, len(ids), self.max_seq_len):
+            chunk = ids[i:i + self.max_seq_len]
+            pos = torch.arange(start_pos + i, start_pos + i + len(chunk), dtype=torch.long)
+            logits = self.method.execute([torch.tensor([chunk], dtype=torch.long), pos])[0]
+            out.append(logits[0].float().numpy())
+        return np.concatenate(out, axis=0)
+
+
+def open_runner(package_dir: Path, manifest: dict, **options) -> ExecuTorchRunner:
+    delegate = manifest.get("delegate", "xnnpack")
+    if delegate != "xnnpack":
+        raise ElmExportError(f"{package_dir}: the {delegate} delegate runs only on Apple platforms "
+                             f"(ExecuTorch's Core ML backend); run this package on a Mac or iPhone")
+    pte = Path(package_dir) / manifest.get("model_file", "model.pte")
+    if not pte.exists():
+        raise ElmExportError(f"{package_dir}: {pte.name} is missing; re-export the package")
+    return ExecuTorchRunner(pte, int(manifest["context_length"]), int(manifest.get("max_seq_len", 1)),
+                            name=options.get("name", f"executorch-{delegate}"))

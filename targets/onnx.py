@@ -1,9 +1,12 @@
 """ONNX target: `elmexport onnx` -> model.onnx (+ .data), genai_config.json, tokenizer.json, manifest.json.
 
 Lowering, in order (each step a file of its own):
-  onnx_form.py     IR with in-graph static KV cache -> explicit past_key_values.%d / present.%d tensors
+  onnx_form.py     IR with in-graph static KV cache -> GroupQueryAttention over past_key_values.%d / present.%d
+                   buffers that onnxruntime(-genai) shares between past and present
+  onnx_skip_norm.py residual add + RMSNorm -> SkipSimplifiedLayerNormalization
   onnx_quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
-  onnx_lowering.py elm ops -> one ONNX node each (RMSNormalization, Attention, MatMulNBits, GatherBlockQuantized)
+  onnx_lowering.py elm ops -> one ONNX node each (RMSNormalization, SkipSimplifiedLayerNormalization,
+                   GroupQueryAttention, MatMulNBits, GatherBlockQuantized)
   onnx_export.py   torch.onnx dynamo export with dynamic sequence/past lengths
   onnx_genai.py    genai_config.json for onnxruntime-genai
 Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
@@ -31,6 +34,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--accuracy-level", type=int, choices=range(5), default=4, metavar="0-4",
                    help="MatMulNBits compute type: 4 = int8 activations (default; fastest), 0 = fp32 "
                         "(about 2/3 of the decode speed; logits match the quantized IR to ~1e-5)")
+    g.add_argument("--logits", choices=("all", "last"), default="all",
+                   help="all: logits for every fed position (default; what validation scores); last: the head "
+                        "runs on the last position only (faster prefill, logits [1, 1, vocab]; teacher-forced "
+                        "scoring then takes one call per token)")
 
 
 def check_arguments(args) -> None:
@@ -57,6 +64,8 @@ def export(compiled, args, out_dir, log) -> dict:
     from .onnx_genai import write_genai_files
     from .onnx_lowering import unsupported_ops
     from .onnx_quant import lower_quantized_weights
+    from .onnx_last_logits import keep_last_logits
+    from .onnx_skip_norm import fuse_skip_norms
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
     if ir.context < MIN_CONTEXT:
@@ -64,13 +73,17 @@ def export(compiled, args, out_dir, log) -> dict:
     accuracy_level = getattr(args, "accuracy_level", 4)
     t0 = time.perf_counter()
     form = explicit_cache_form(ir)
+    skip_norms = fuse_skip_norms(form.gm)
+    logits = getattr(args, "logits", "all")
+    if logits == "last":
+        keep_last_logits(form.gm)
     quant_counts = lower_quantized_weights(form.gm, accuracy_level)
     bad = unsupported_ops(form.gm)
     if bad:
         raise ElmExportError(f"the ONNX target cannot lower {bad[0]} (from --quant {compiled.quant.name}); "
                              f"use --quant none, int8 or int4")
-    log(f"onnx: explicit-KV graph, {form.num_layers} layers, KV heads per layer {form.kv_heads}; "
-        f"weights lowered: {quant_counts}")
+    log(f"onnx: GroupQueryAttention graph, {form.num_layers} layers, KV heads per layer {form.kv_heads}, "
+        f"{skip_norms} skip norms; weights lowered: {quant_counts}")
     program = export_onnx(form)
     after = op_counts(program.model)
     inputs, outputs = io_specs(program.model)
@@ -88,10 +101,15 @@ def export(compiled, args, out_dir, log) -> dict:
             inputs=inputs, outputs=outputs, states=[],
             onnx={
                 "model_file": MODEL_FILE, "model_files": model_files, "opset": 23, "extra_files": genai_files,
-                "kv_cache": {"layout": "[batch, kv_heads, seq, head_dim]", "num_kv_heads": form.kv_heads,
-                             "head_dim": form.head_dim, "past": "past_key_values.%d.key/value",
-                             "present": "present.%d.key/value (= concat(past, new))",
-                             "positions": "past_sequence_length + arange(sequence_length)"},
+                "kv_cache": {"layout": "[batch, kv_heads, max_sequence_length, head_dim]",
+                             "num_kv_heads": form.kv_heads, "head_dim": form.head_dim,
+                             "past": "past_key_values.%d.key/value",
+                             "present": "present.%d.key/value (the same buffer, new rows written at past_length; "
+                                        "bind one buffer to both)",
+                             "attention_mask": "int64 [1, past_length + sequence_length], all ones",
+                             "positions": "past_length + arange(sequence_length)"},
+                "skip_norms_fused": skip_norms,
+                "logits": logits,
                 "matmul_nbits_accuracy_level": accuracy_level,
                 "weight_lowering": quant_counts,
                 "node_counts": {"ir": _ir_counts(ir), "onnx": after},
@@ -144,7 +162,7 @@ def _ir_counts(ir) -> dict[str, int]:
 
 
 def _short_counts(counts: dict[str, int]) -> str:
-    keys = ("RMSNormalization", "Attention", "com.microsoft.MatMulNBits", "com.microsoft.GatherBlockQuantized",
-            "MatMul", "Gather")
+    keys = ("RMSNormalization", "com.microsoft.SkipSimplifiedLayerNormalization", "com.microsoft.GroupQueryAttention",
+            "com.microsoft.MatMulNBits", "com.microsoft.GatherBlockQuantized", "MatMul", "Gather")
     shown = [f"{k.removeprefix('com.microsoft.')} x{counts[k]}" for k in keys if k in counts]
     return f"{sum(counts.values())} nodes ({', '.join(shown)})"

@@ -1,8 +1,9 @@
 """torch.onnx (dynamo) export of the explicit-cache module, and the small ONNX-side touches after it.
 
-Dynamic axes: `sequence_length` (tokens fed this call, 1..context) and `past_sequence_length` (tokens already
-cached, 0..context-1); present.* come out as `total_sequence_length`. Weights go to one external-data file
-(`model.onnx.data`) beside `model.onnx`, as onnxruntime and onnxruntime-genai expect.
+Dynamic axes: `sequence_length` (tokens fed this call, 1..context), `total_sequence_length` (the attention mask:
+cached + new tokens) and `max_sequence_length` (the positions each KV buffer holds; past and present share it, so
+present.* have the same axis). Weights go to one external-data file (`model.onnx.data`) beside `model.onnx`, as
+onnxruntime and onnxruntime-genai expect.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ def export_onnx(form: ExplicitCacheModule, log=None):
     """-> torch.onnx.ONNXProgram with the graph's inputs/outputs named as onnxruntime-genai expects."""
     ctx = form.context
     seq = Dim("sequence_length", min=1, max=ctx)
-    past = Dim("past_sequence_length", min=0, max=ctx - 1)
+    total = Dim("total_sequence_length", min=1, max=ctx)
+    buffer = Dim("max_sequence_length", min=2, max=ctx)
     # example sizes: distinct and > 1, or torch.export specialises / unifies them (hence MIN_CONTEXT = 8)
-    args = (torch.zeros(1, 3, dtype=torch.long), *form.empty_past(5))
-    dynamic = ({1: seq},) + tuple({2: past} for _ in range(2 * form.num_layers))
+    args = (torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 5, dtype=torch.long), *form.kv_buffers(7))
+    dynamic = ({1: seq}, {1: total}) + tuple({2: buffer} for _ in range(2 * form.num_layers))
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -45,19 +47,7 @@ def export_onnx(form: ExplicitCacheModule, log=None):
         raise ElmExportError(f"torch.onnx export failed: {first[:300]}") from e
     finally:
         quiet.setLevel(level)
-    _name_total_length(program.model)
     return program
-
-
-def _name_total_length(model) -> None:
-    """present.* sequence axis: 'past_sequence_length + sequence_length' -> 'total_sequence_length'."""
-    import onnx_ir as ir
-
-    for value in model.graph.outputs:
-        if value.name.startswith("present.") and value.shape is not None:
-            dims = list(value.shape)
-            dims[2] = ir.SymbolicDim("total_sequence_length")
-            value.shape = ir.Shape(dims)
 
 
 def op_counts(model) -> dict[str, int]:

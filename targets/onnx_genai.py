@@ -1,9 +1,10 @@
 """genai_config.json (+ tokenizer_config.json): what onnxruntime-genai needs to run the package with its generator.
 
-The decoder has no attention_mask / position_ids inputs (positions come from the past length inside the graph;
-batch 1, no padding), and past/present are separate tensors (`past_present_share_buffer: false`, since present =
-concat(past, new)). OpenELM's per-layer KV head counts are not in this file: onnxruntime-genai reads them from
-the static head axis of each `past_key_values.%d.key` input; `num_key_value_heads` here is layer 0's.
+The decoder takes `attention_mask` (its length gives the past length; positions are computed inside
+GroupQueryAttention) and writes the new KV rows into the buffer it reads (`past_present_share_buffer: true`:
+onnxruntime-genai allocates one [1, n_kv_i, max_length, head_dim] buffer per layer and binds it as both past and
+present). OpenELM's per-layer KV head counts are not in this file: onnxruntime-genai reads them from the static head
+axis of each `past_key_values.%d.key` input; `num_key_value_heads` here is layer 0's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2
                 "num_attention_heads": cfg.num_query_heads[0],
                 "num_key_value_heads": form.kv_heads[0],
                 "num_hidden_layers": cfg.num_layers,
-                "inputs": {"input_ids": "input_ids", "past_key_names": "past_key_values.%d.key",
+                "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                           "past_key_names": "past_key_values.%d.key",
                            "past_value_names": "past_key_values.%d.value"},
                 "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
                             "present_value_names": "present.%d.value"},
@@ -42,7 +44,7 @@ def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2
         "search": {
             "diversity_penalty": 0.0, "do_sample": False, "early_stopping": True, "length_penalty": 1.0,
             "max_length": form.context, "min_length": 0, "no_repeat_ngram_size": 0, "num_beams": 1,
-            "num_return_sequences": 1, "past_present_share_buffer": False, "repetition_penalty": 1.0,
+            "num_return_sequences": 1, "past_present_share_buffer": True, "repetition_penalty": 1.0,
             "temperature": 1.0, "top_k": 1, "top_p": 1.0,
         },
     }

@@ -8,8 +8,10 @@ the kernels' arithmetic.
 - matmul_nbits  -> com.microsoft MatMulNBits: codes packed as unsigned (code + 2^(bits-1), zero point implied),
                    two 4-bit codes per byte with the even element in the low nibble; fp32 scales [N * K/block].
 - gather_nbits  -> com.microsoft GatherBlockQuantized over the same packed bytes (a tied embedding shares them).
-- attention_with_past -> ONNX Attention (opset 23) with past_key/past_value and is_causal=1: present =
-                   concat(past, new) and bottom-right causal alignment (query t sees keys <= past_len + t).
+- gqa_lengths + group_query_attention -> com.microsoft GroupQueryAttention with RoPE inside (do_rotary) over a KV
+                   buffer that past and present share: the new rows are written at the past length, nothing is
+                   concatenated or copied per step; bottom-right causal (query t sees keys <= past_len + t).
+- skip_rms_norm  -> com.microsoft SkipSimplifiedLayerNormalization (residual add + RMSNorm in one kernel).
 """
 
 from __future__ import annotations
@@ -72,32 +74,89 @@ def _(packed, scales, ids, bits, block_size):
     return scales.new_empty((*ids.shape, k))
 
 
-def causal_mask_with_past(q_len: int, past_len: int, device=None) -> Tensor:
-    """[T, past+T] bool, True = attend: query t (absolute position past+t) sees keys 0..past+t (bottom-right)."""
-    keys = torch.arange(past_len + q_len, device=device)
-    return keys.unsqueeze(0) <= (past_len + torch.arange(q_len, device=device)).unsqueeze(1)
+def rotate_half_tables(cos_cache: Tensor, sin_cache: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """GroupQueryAttention's half tables [max_pos, hd/2] -> the full rotate-half cos/sin rows [T, hd] at positions."""
+    cos, sin = cos_cache[positions], sin_cache[positions]
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
 
 
-@torch.library.custom_op("elm_onnx::attention_with_past", mutates_args=())
-def attention_with_past(q: Tensor, k: Tensor, v: Tensor, past_k: Tensor, past_v: Tensor,
-                        scale: float) -> tuple[Tensor, Tensor, Tensor]:
-    """q [1, Hq, T, hd], k/v [1, Hkv, T, hd], past [1, Hkv, P, hd] -> (y [1, Hq, T, hd], present_k, present_v)."""
-    present_k, present_v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-    mask = causal_mask_with_past(q.shape[2], past_k.shape[2], q.device)
+def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+
+@torch.library.custom_op("elm_onnx::gqa_lengths", mutates_args=())
+def gqa_lengths(attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """attention_mask int64 [1, total] -> (seqlens_k int32 [1] = attended tokens - 1, total_sequence_length int32 [])."""
+    seqlens_k = (attention_mask.sum(dim=1) - 1).to(torch.int32)
+    return seqlens_k, torch.tensor(attention_mask.shape[1], dtype=torch.int32)
+
+
+@gqa_lengths.register_fake
+def _(attention_mask):
+    return attention_mask.new_empty((attention_mask.shape[0],), dtype=torch.int32), \
+        attention_mask.new_empty((), dtype=torch.int32)
+
+
+@torch.library.custom_op("elm_onnx::group_query_attention", mutates_args=())
+def group_query_attention(query: Tensor, key: Tensor | None, value: Tensor | None, past_key: Tensor,
+                          past_value: Tensor, seqlens_k: Tensor, total_sequence_length: Tensor, cos_cache: Tensor,
+                          sin_cache: Tensor, num_heads: int, kv_num_heads: int,
+                          scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """com.microsoft GroupQueryAttention (do_rotary=1, rotate-half) over a shared KV buffer, batch 1.
+
+    query [1, T, Hq*hd] (or packed q|k|v when key/value are None), key/value [1, T, Hkv*hd] before RoPE;
+    past_key/value [1, Hkv, L, hd] hold positions 0..past-1 with past = seqlens_k + 1 - T and L >= past + T.
+    -> (y [1, T, Hq*hd], present_key, present_value): the buffers with the T new rows written at past.., so that
+    onnxruntime can hand the same memory in as past and out as present (past_present_share_buffer).
+    """
+    hd = past_key.shape[3]
+    if key is None or value is None:
+        query, key, value = query.split([num_heads * hd, kv_num_heads * hd, kv_num_heads * hd], dim=-1)
+    b, t, _ = query.shape
+    total = int(seqlens_k[0]) + 1
+    past = total - t
+    if past < 0 or past_key.shape[2] < total:
+        raise ValueError(f"group_query_attention: {t} new tokens after {past} cached do not fit a KV buffer of "
+                         f"{past_key.shape[2]} positions")
+    positions = torch.arange(past, total)
+    cos, sin = rotate_half_tables(cos_cache, sin_cache, positions)
+    q = _rope(query.reshape(b, t, num_heads, hd).transpose(1, 2), cos, sin)
+    k = _rope(key.reshape(b, t, kv_num_heads, hd).transpose(1, 2), cos, sin)
+    v = value.reshape(b, t, kv_num_heads, hd).transpose(1, 2)
+    present_key, present_value = past_key.clone(), past_value.clone()
+    present_key[:, :, past:total], present_value[:, :, past:total] = k, v
+    mask = torch.arange(total).unsqueeze(0) <= positions.unsqueeze(1)  # bottom-right causal
     y = torch.nn.functional.scaled_dot_product_attention(
-        q, present_k, present_v, attn_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
-    return y, present_k, present_v
+        q, present_key[:, :, :total], present_value[:, :, :total], attn_mask=mask, scale=scale,
+        enable_gqa=num_heads != kv_num_heads)
+    return y.transpose(1, 2).reshape(b, t, num_heads * hd), present_key, present_value
 
 
-@attention_with_past.register_fake
-def _(q, k, v, past_k, past_v, scale):
-    total = past_k.shape[2] + k.shape[2]
-    return (torch.empty_like(q), k.new_empty((*k.shape[:2], total, k.shape[3])),
-            v.new_empty((*v.shape[:2], total, v.shape[3])))
+@group_query_attention.register_fake
+def _(query, key, value, past_key, past_value, seqlens_k, total_sequence_length, cos_cache, sin_cache, num_heads,
+      kv_num_heads, scale):
+    hd = past_key.shape[3]
+    return (query.new_empty((*query.shape[:2], num_heads * hd)), torch.empty_like(past_key),
+            torch.empty_like(past_value))
+
+
+@torch.library.custom_op("elm_onnx::skip_rms_norm", mutates_args=())
+def skip_rms_norm(x: Tensor, skip: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """com.microsoft SkipSimplifiedLayerNormalization: (rms_norm(x + skip) * weight, x + skip)."""
+    total = x + skip
+    return torch.ops.elm.rms_norm(total, weight, eps), total
+
+
+@skip_rms_norm.register_fake
+def _(x, skip, weight, eps):
+    return torch.empty_like(x), torch.empty_like(x)
 
 
 ONNX_OPS = {
     "matmul_nbits": torch.ops.elm_onnx.matmul_nbits.default,
     "gather_nbits": torch.ops.elm_onnx.gather_nbits.default,
-    "attention_with_past": torch.ops.elm_onnx.attention_with_past.default,
+    "gqa_lengths": torch.ops.elm_onnx.gqa_lengths.default,
+    "group_query_attention": torch.ops.elm_onnx.group_query_attention.default,
+    "skip_rms_norm": torch.ops.elm_onnx.skip_rms_norm.default,
 }

@@ -13,9 +13,9 @@ from elmexport.weights.spec import ModelSpec
 
 
 def export_tiny(out: Path, quant: str = "none", accuracy_level: int = 4, model: str = "openelm-tiny",
-                context: int = 64, tokenizer: str | None = None):
+                context: int = 64, tokenizer: str | None = None, logits: str = "all"):
     """(compiled, manifest) for a random-weight tiny model exported through the target module."""
-    args = argparse.Namespace(quant=quant, passes=None, accuracy_level=accuracy_level)
+    args = argparse.Namespace(quant=quant, passes=None, accuracy_level=accuracy_level, logits=logits)
     onnx_target.check_arguments(args)
     spec = ModelSpec(model=model, random_weights=True, seed=0, context=context, tokenizer=tokenizer,
                      tokenizer_mode="optional")

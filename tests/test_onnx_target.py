@@ -2,11 +2,11 @@
 
 Bounds asserted and why:
 - fp32 package vs the eager model, prefill 8 + 8 decode steps: <= 1e-4 (measured ~2e-6; only kernel summation
-  order differs: RMSNormalization vs the max-scaled elm kernel, ORT's Attention vs SDPA).
+  order differs: RMSNormalization vs the max-scaled elm kernel, GroupQueryAttention (RoPE inside) vs SDPA).
 - int4 / int8 packages with --accuracy-level 0 vs the quantized IR: <= 1e-4 (measured ~2e-6): MatMulNBits gets
   the IR's codes and scales bit for bit, so only fp32 rounding differs.
 - int4 package with the default --accuracy-level 4 vs the int4 IR: <= 5% of the IR's logit range and the same
-  greedy token at >= 90% of positions. Level 4 quantizes the *activations* to int8 per 32-block inside
+  greedy token at >= 90% of positions and at every position whose IR top-2 gap exceeds twice the error. Level 4 quantizes the *activations* to int8 per 32-block inside
   MatMulNBits (onnxruntime's fast CPU path); measured ~1% of the range on openelm-tiny (0.08 abs on OpenELM-270M).
 """
 
@@ -51,10 +51,12 @@ def _stream(compiled):
 @pytest.mark.parametrize("quant", ["none", "int8", "int4"])
 @pytest.mark.parametrize("family", ["openelm", "llama"])
 def test_explicit_cache_graph_matches_the_ir(family, quant):
-    """onnx_form + onnx_quant rewrite the IR without changing its numbers: prefill, a chunk with past, decode."""
+    """onnx_form + skip norms + onnx_quant rewrite the IR without changing its numbers: prefill, a chunk with
+    past, decode, and a rewind (stale buffer rows past the mask must not be read)."""
     import torch
     from elmexport.targets.onnx_form import explicit_cache_form
     from elmexport.targets.onnx_quant import lower_quantized_weights
+    from elmexport.targets.onnx_skip_norm import fuse_skip_norms
 
     from elmexport.models.config import get_preset, llama_from_hf_dict
     from elmexport.models.transformer import Transformer, init_random_weights
@@ -62,16 +64,21 @@ def test_explicit_cache_graph_matches_the_ir(family, quant):
     cfg = get_preset("openelm-tiny") if family == "openelm" else llama_from_hf_dict(TINY_LLAMA_CONFIG, "tiny-llama")
     ir = compile_module(init_random_weights(Transformer(cfg, context=32), seed=2).eval(), quant)
     form = explicit_cache_form(ir)
+    assert fuse_skip_norms(form.gm) == 2 * cfg.num_layers  # every norm after a residual add
     counts = lower_quantized_weights(form.gm, accuracy_level=0)
     assert counts["matmul_nbits"] == (0 if quant == "none" else 4 * cfg.num_layers + 1)
+    ops = [n.target for n in form.gm.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.elm_onnx.group_query_attention.default) == cfg.num_layers
+    assert torch.ops.aten.scaled_dot_product_attention.default not in ops and torch.ops.aten.cat.default not in ops
     ids = token_stream(cfg.vocab_size, 12)
     ir.reset_cache()
     reference = ir.logits(ids)
-    past, outs = form.empty_past(), []
-    for start, end in [(0, 5), (5, 8), (8, 9), (9, 10), (10, 11), (11, 12)]:
-        logits, past = form(torch.tensor([ids[start:end]]), past)
-        outs.append(logits[0])
-    assert [p.shape[1] for p in past[::2]] == cfg.num_kv_heads and past[0].shape[2] == 12
+    buffers, outs = form.kv_buffers(), []
+    for start, end in [(0, 5), (5, 9), (5, 8), (8, 9), (9, 10), (10, 11), (11, 12)]:  # (5, 9) is rewound
+        logits, buffers = form(torch.tensor([ids[start:end]]), start, buffers)
+        if (start, end) != (5, 9):
+            outs.append(logits[0])
+    assert [p.shape[1] for p in buffers[::2]] == cfg.num_kv_heads and buffers[0].shape[2] == form.context
     assert (torch.cat(outs) - reference).abs().max().item() <= 1e-5
 
 
@@ -116,9 +123,51 @@ def test_int4_default_matches_int4_ir_closely(int4_package):
     ids = _stream(compiled)
     ir = prefill_then_decode(compiled.ir.runner(), ids, PREFILL)
     got = prefill_then_decode(open_package_runner(out, manifest), ids, PREFILL)
-    assert np.abs(got - ir).max() <= 0.05 * (ir.max() - ir.min())
-    assert (got.argmax(-1) == ir.argmax(-1)).mean() >= 0.9
-    assert manifest["onnx"]["checks"]["onnxruntime_vs_ir"]["top1_agreement"] >= 0.9
+    err = np.abs(got - ir).max()
+    assert err <= 0.05 * (ir.max() - ir.min())
+    agree = got.argmax(-1) == ir.argmax(-1)
+    assert agree.mean() >= 0.9
+    top2 = np.sort(ir, axis=-1)[:, -2:]
+    assert agree[top2[:, 1] - top2[:, 0] > 2 * err].all()  # a flip is only allowed where the IR's top-2 are closer
+    # the export's own check (12 tokens; random tiny weights leave top-2 gaps of ~1e-3, below the level-4 error)
+    check = manifest["onnx"]["checks"]["onnxruntime_vs_ir"]
+    assert check["max_abs_err"] <= 0.05 * (ir.max() - ir.min()) and check["top1_agreement"] >= 0.75
+
+
+def test_last_logits_package_prefills_one_row_and_scores_every_token(tmp_path):
+    """--logits last: the prefill returns [1, 1, vocab] (the head skips T-1 rows), the runner still scores every
+    token exactly, and onnxruntime-genai (which sees a static 1, i.e. a 'pruned' model) decodes the same tokens."""
+    import onnxruntime as ort
+    import onnxruntime_genai as og
+
+    out = tmp_path / "last"
+    compiled, manifest = export_tiny(out, "int4", accuracy_level=0, logits="last")
+    cfg = compiled.loaded.cfg
+    assert {o["name"]: o["shape"] for o in manifest["outputs"]}["logits"] == [1, 1, cfg.vocab_size]
+    ids = _stream(compiled)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": np.asarray([ids[:PREFILL]]), "attention_mask": np.ones((1, PREFILL), dtype=np.int64)}
+    feeds.update({i.name: np.zeros((1, i.shape[1], 64, i.shape[3]), dtype=np.float32)
+                  for i in session.get_inputs() if i.name.startswith("past_key_values.")})
+    assert session.run(["logits"], feeds)[0].shape == (1, 1, cfg.vocab_size)
+    ir = prefill_then_decode(compiled.ir.runner(), ids, PREFILL)
+    got = prefill_then_decode(open_package_runner(out, manifest), ids, PREFILL)
+    assert got.shape == ir.shape and np.abs(got - ir).max() <= 1e-4
+    model = og.Model(str(out))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=PREFILL + 6, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(ids[:PREFILL])
+    tokens = []
+    while not gen.is_done():
+        gen.generate_next_token()
+        tokens.append(int(gen.get_next_tokens()[0]))
+    runner = open_package_runner(out, manifest)
+    logits, ours = runner.forward(ids[:PREFILL], 0), []
+    for t in range(len(tokens)):
+        ours.append(int(np.argmax(logits[-1])))
+        logits = runner.forward([ours[-1]], PREFILL + t)
+    assert tokens == ours
 
 
 def test_chunk_after_past_is_bottom_right_aligned(fp32_package):
@@ -150,16 +199,22 @@ def test_int4_graph_is_fused_and_fully_quantized(int4_package):
     out, compiled, manifest = int4_package
     cfg = compiled.loaded.cfg
     counts = manifest["onnx"]["node_counts"]["onnx"]
-    assert counts["RMSNormalization"] == cfg.num_norms
-    assert counts["Attention"] == cfg.num_layers
+    # every norm after a residual add is fused with it; the first norm and OpenELM's q/k norms stay plain
+    assert counts["com.microsoft.SkipSimplifiedLayerNormalization"] == 2 * cfg.num_layers
+    assert counts["RMSNormalization"] == cfg.num_norms - 2 * cfg.num_layers
+    # RoPE, the KV write and attention are one node per layer: no explicit cache concat, no RoPE arithmetic
+    assert counts["com.microsoft.GroupQueryAttention"] == cfg.num_layers
+    assert not {"Attention", "Concat", "Neg", "Slice", "Transpose", "Add"} & set(counts), counts
     assert counts["com.microsoft.MatMulNBits"] == 4 * cfg.num_layers + 1  # qkv, out, ffn 1/2 per layer + tied head
     assert counts["com.microsoft.GatherBlockQuantized"] == 1
-    assert "MatMul" not in counts and "Gemm" not in counts and "Gather" not in counts
+    assert "MatMul" not in counts and "Gemm" not in counts
     ir_counts = manifest["onnx"]["node_counts"]["ir"]
     assert ir_counts["elm.rms_norm.default"] == cfg.num_norms
     assert ir_counts["aten.index_put_.default"] == 2 * cfg.num_layers
     # the head and the embedding share one packed table: the data file holds it once
     model = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    weights = {t.name for t in model.graph.initializer}
+    assert not [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in weights]  # only Shape(mask)[1]
     tables = [t for t in model.graph.initializer if list(t.dims[:1]) == [cfg.vocab_size] and t.data_type == onnx.TensorProto.UINT8]
     assert len(tables) == 1
     assert manifest["size_bytes"] / cfg.num_parameters <= 0.65
@@ -174,15 +229,19 @@ def test_package_layout_and_genai_config(fp32_package):
     past = {i["name"]: i["shape"] for i in manifest["inputs"] if i["name"].startswith("past_key_values.")}
     assert len(past) == 2 * cfg.num_layers
     for layer, heads in enumerate(cfg.num_kv_heads):  # openelm-tiny: 1, 1, 2, 2 -- per layer, in the shapes
-        assert past[f"past_key_values.{layer}.key"] == [1, heads, "past_sequence_length", cfg.head_dim]
+        assert past[f"past_key_values.{layer}.key"] == [1, heads, "max_sequence_length", cfg.head_dim]
+    inputs = {i["name"]: i for i in manifest["inputs"]}
+    assert inputs["attention_mask"]["shape"] == [1, "total_sequence_length"]
+    assert inputs["attention_mask"]["dtype"] == "int64"
     outputs = {o["name"]: o["shape"] for o in manifest["outputs"]}
-    assert outputs["present.0.value"][2] == "total_sequence_length"
+    assert outputs["present.0.value"][2] == "max_sequence_length"  # the buffer past and present share
     assert outputs["logits"] == [1, "sequence_length", cfg.vocab_size]
     genai = json.loads((out / "genai_config.json").read_text())
     dec = genai["model"]["decoder"]
     assert dec["filename"] == "model.onnx" and dec["num_hidden_layers"] == cfg.num_layers
     assert dec["inputs"]["past_key_names"] == "past_key_values.%d.key"
-    assert genai["model"]["context_length"] == 64 and genai["search"]["past_present_share_buffer"] is False
+    assert dec["inputs"]["attention_mask"] == "attention_mask"
+    assert genai["model"]["context_length"] == 64 and genai["search"]["past_present_share_buffer"] is True
     assert manifest["random_weights"] is True and manifest["target"] == "onnx"
 
 

@@ -1,9 +1,13 @@
-"""onnxruntime runner for ONNX packages: the Runner protocol (validation/runner.py) over explicit KV tensors.
+"""onnxruntime runner for ONNX packages: the Runner protocol (validation/runner.py) over shared KV buffers.
 
-The package's graph takes `input_ids` [1, T] and per-layer `past_key_values.%d.key/value` [1, n_kv_i, past, hd]
-and returns logits plus `present.%d.*` = past + the T new positions; token positions are the past length, so
-`forward(ids, start_pos)` needs start_pos <= cached length (a smaller start_pos rewinds the cache, as speculative
-decoding does). KV tensors stay OrtValues between calls: no numpy round trip of the cache per token.
+The package's graph takes `input_ids` [1, T], `attention_mask` [1, past + T] and per-layer
+`past_key_values.%d.key/value` [1, n_kv_i, L, hd] buffers, and returns logits plus `present.%d.*`: the same buffers
+with the T new rows written at `past`. One buffer per layer and kind (L = the context) is bound through IOBinding as
+both the past input and the present output, so no KV byte is copied between calls (what onnxruntime-genai's
+past_present_share_buffer does). `forward(ids, start_pos)` needs start_pos <= cached length; a smaller start_pos
+rewinds for free (stale rows past it are never attended to and get overwritten), as speculative decoding needs.
+A package exported with `--logits last` returns one row per call; forward() then feeds T > 1 tokens one call
+each, so it still returns a row per token (teacher-forced validation stays exact, at decode speed).
 """
 
 from __future__ import annotations
@@ -40,33 +44,40 @@ class OnnxRunner:
                                             providers=["CPUExecutionProvider"])
         self.context = context
         self.name = name or f"onnxruntime {ort.__version__}"
-        inputs = self.session.get_inputs()
-        self.past_names = [i.name for i in inputs if i.name.startswith("past_key_values.")]
-        self.past_shapes = [(int(i.shape[1]), int(i.shape[3])) for i in inputs if i.name in self.past_names]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.reset()
-
-    @property
-    def cached(self) -> int:
-        return self.past[0].shape()[2] if self.past else 0
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "attention_mask" not in inputs:
+            raise ElmExportError(f"{model_path}: no attention_mask input (exported before the shared-KV-buffer "
+                                 f"format); re-export the ONNX package")
+        self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        self.present_names = [n.replace("past_key_values.", "present.") for n in self.past_names]
+        self.buffer_shapes = [(1, int(inputs[n].shape[1]), context, int(inputs[n].shape[3])) for n in self.past_names]
+        self.buffers = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=np.float32))
+                        for shape in self.buffer_shapes]
+        logits = next(o for o in self.session.get_outputs() if o.name == "logits")
+        self.last_only = logits.shape[1] == 1
+        self.cached = 0
 
     def reset(self) -> None:
-        self.past = [self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, h, 0, d), dtype=np.float32))
-                     for h, d in self.past_shapes]
+        self.cached = 0  # buffer rows at or past `cached` are never read before they are written
 
     def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
+        if self.last_only and len(ids) > 1:
+            return np.concatenate([self.forward([t], start_pos + i) for i, t in enumerate(ids)])
         if start_pos > self.cached:
             raise ElmExportError(f"onnx runner: start_pos {start_pos} is past the {self.cached} cached tokens")
-        if start_pos + len(ids) > self.context:
-            raise ElmExportError(f"{start_pos + len(ids)} tokens exceed the package's context of {self.context}")
-        if start_pos < self.cached:  # rewind: keep the first start_pos positions
-            self.past = [self.ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(p.numpy()[:, :, :start_pos]))
-                         for p in self.past]
-        feeds = {"input_ids": self.ort.OrtValue.ortvalue_from_numpy(np.asarray([ids], dtype=np.int64))}
-        feeds.update(zip(self.past_names, self.past))
-        outputs = self.session.run_with_ort_values(self.output_names, feeds)
-        self.past = list(outputs[1:])
-        return outputs[0].numpy()[0].astype(np.float32, copy=False)
+        total = start_pos + len(ids)
+        if total > self.context:
+            raise ElmExportError(f"{total} tokens exceed the package's context of {self.context}")
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+        binding.bind_output("logits")  # first: get_outputs() follows the binding order
+        for past, present, buffer in zip(self.past_names, self.present_names, self.buffers):
+            binding.bind_ortvalue_input(past, buffer)
+            binding.bind_ortvalue_output(present, buffer)
+        self.session.run_with_iobinding(binding)
+        self.cached = total
+        return binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
 
 
 def open_runner(package_dir: Path, manifest: dict, threads: int = DEFAULT_THREADS, **_options) -> OnnxRunner:

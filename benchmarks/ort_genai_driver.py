@@ -149,14 +149,16 @@ def prompt_ids(hf_dir: Path, n: int) -> list[int]:
 
 def compare(packages: dict[str, Path], prompt: list[int], new_tokens: int, rounds: int, threads: int,
             log=print) -> dict:
-    """Interleaved rounds over every package; -> {name: {"prefill_tok_s": [...], "decode_tok_s": [...], ...}}."""
+    """Interleaved rounds over every package, order reversed every other round;
+    -> {name: {"prefill_tok_s": [...], "decode_tok_s": [...], "ttft_ms": [...], "tokens": [...]}}."""
     gens = {name: OrtGenaiGenerator(p, threads) for name, p in packages.items()}
     for g in gens.values():  # warm-up: allocations and weight prepacking out of the timings
         g.run(prompt[:16], 4)
     results = {name: {"prefill_tok_s": [], "decode_tok_s": [], "ttft_ms": [], "tokens": None} for name in gens}
     for rnd in range(rounds):
-        for name, g in gens.items():
-            r = g.run(prompt, new_tokens)
+        order = list(gens) if rnd % 2 == 0 else list(gens)[::-1]  # A B C, C B A, ...: no package always first
+        for name in order:
+            r = gens[name].run(prompt, new_tokens)
             res = results[name]
             for key in ("prefill_tok_s", "decode_tok_s", "ttft_ms"):
                 res[key].append(r[key])
@@ -168,6 +170,28 @@ def compare(packages: dict[str, Path], prompt: list[int], new_tokens: int, round
 
 def fmt(xs: list[float], digits: int = 1) -> str:
     return f"{statistics.median(xs):.{digits}f} ({min(xs):.{digits}f}-{max(xs):.{digits}f})"
+
+
+def per_round_ratio(xs: list[float], base: list[float]) -> list[float]:
+    """x / base within each round: both ran in the same minute, so box load shifts between rounds cancel."""
+    return [x / b for x, b in zip(xs, base)]
+
+
+def print_table(results: dict, builds: dict, peer_name: str, args) -> None:
+    peer = results[peer_name]
+    print(f"\nSmolLM2-135M-Instruct, onnxruntime-genai generator, {args.threads} threads, prompt {args.prompt_tokens}"
+          f" tokens, {args.new_tokens} greedy new tokens, {args.rounds} interleaved rounds, median (min-max); "
+          f"x A = median of the per-round ratios to peer A")
+    print(f"{'package':26s} {'decode tok/s':>20s} {'x A':>5s} {'prefill tok/s':>22s} {'x A':>5s} {'ttft ms':>20s} "
+          f"{'MB':>6s} {'export s':>8s} {'peak MiB':>8s} {'greedy = A':>10s}")
+    for name, res in results.items():
+        b = builds[name]
+        same = next((i for i, (a, o) in enumerate(zip(peer["tokens"], res["tokens"])) if a != o), len(res["tokens"]))
+        dec_x = statistics.median(per_round_ratio(res["decode_tok_s"], peer["decode_tok_s"]))
+        pre_x = statistics.median(per_round_ratio(res["prefill_tok_s"], peer["prefill_tok_s"]))
+        print(f"{name:26s} {fmt(res['decode_tok_s']):>20s} {dec_x:5.2f} {fmt(res['prefill_tok_s']):>22s} "
+              f"{pre_x:5.2f} {fmt(res['ttft_ms']):>20s} {b['size_mb']:6.1f} {b['export_s']:8.1f} "
+              f"{b['export_peak_rss_mib']:8.0f} {same:>6d}/{len(res['tokens'])}")
 
 
 def main(argv=None) -> int:
@@ -188,6 +212,7 @@ def main(argv=None) -> int:
         print(*a, file=sys.stderr, flush=True)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
+    log(f"load average at start: {os.getloadavg()}")
     builds = {"peer A int4 (og builder)": build_peer_a(args.hf_dir, args.workdir / "peer-a-int4", log,
                                                        builder_pythonpath=args.builder_pythonpath)}
     for q in [q for q in args.quants.split(",") if q]:
@@ -198,17 +223,8 @@ def main(argv=None) -> int:
     prompt = prompt_ids(args.hf_dir, args.prompt_tokens)
     results = compare({k: Path(v["path"]) for k, v in builds.items()}, prompt, args.new_tokens, args.rounds,
                       args.threads, log)
-    peer = results["peer A int4 (og builder)"]
-    print(f"\nSmolLM2-135M-Instruct, onnxruntime-genai generator, {args.threads} threads, prompt {args.prompt_tokens}"
-          f" tokens, {args.new_tokens} greedy new tokens, {args.rounds} interleaved rounds, median (min-max)")
-    print(f"{'package':26s} {'decode tok/s':>20s} {'prefill tok/s':>22s} {'ttft ms':>20s} {'MB':>7s} "
-          f"{'export s':>8s} {'peak MiB':>8s} {'greedy = A for':>16s}")
-    for name, res in results.items():
-        b = builds[name]
-        same = next((i for i, (a, o) in enumerate(zip(peer["tokens"], res["tokens"])) if a != o), len(res["tokens"]))
-        print(f"{name:26s} {fmt(res['decode_tok_s']):>20s} {fmt(res['prefill_tok_s']):>22s} "
-              f"{fmt(res['ttft_ms']):>20s} {b['size_mb']:7.1f} {b['export_s']:8.1f} {b['export_peak_rss_mib']:8.0f} "
-              f"{same:>9d}/{len(res['tokens'])}")
+    print_table(results, builds, "peer A int4 (og builder)", args)
+    log(f"load average at the end: {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "builds": builds,
                                          "results": results}, indent=2))

@@ -4,10 +4,11 @@ Lowering, in order (each step a file of its own):
   onnx_form.py     IR with in-graph static KV cache -> GroupQueryAttention over past_key_values.%d / present.%d
                    buffers that onnxruntime(-genai) shares between past and present
   onnx_skip_norm.py residual add + RMSNorm -> SkipSimplifiedLayerNormalization
+  onnx_last_logits.py (--logits last) the head reads the last position only
   onnx_quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
   onnx_lowering.py elm ops -> one ONNX node each (RMSNormalization, SkipSimplifiedLayerNormalization,
                    GroupQueryAttention, MatMulNBits, GatherBlockQuantized)
-  onnx_export.py   torch.onnx dynamo export with dynamic sequence/past lengths
+  onnx_export.py   torch.onnx dynamo export with dynamic sequence / total / KV-buffer lengths
   onnx_genai.py    genai_config.json for onnxruntime-genai
 Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
 then single-token decode steps) against the IR; the error goes into the manifest. The rewritten PyTorch graph
@@ -26,7 +27,8 @@ from ..passes.quant_config import LINEAR_MODES, load_quant_config
 DESCRIPTION = "ONNX package for onnxruntime / onnxruntime-genai (int4/int8 as MatMulNBits, fused norms/attention)"
 MODEL_FILE = "model.onnx"
 SUPPORTED_MODES = ("none", *LINEAR_MODES)
-MIN_CONTEXT = 8  # the export traces with 3 new + 5 past tokens (distinct, > 1: torch.export specialises 0/1)
+MIN_CONTEXT = 8  # the export traces 3 new tokens, a mask of 5, buffers of 7 (distinct, > 1: torch.export
+#                  specialises 0/1)
 
 
 def add_arguments(parser) -> None:

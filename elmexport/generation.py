@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import ElmExportError
 from .sampling import SplitMix64, sample_next
+from .validation.runner import last_logits
 
 
 @dataclass
@@ -56,7 +57,7 @@ def generate(runner, tokenizer, prompt_ids: list[int], max_new_tokens: int, opti
     result = GenerationResult(list(prompt_ids))
     runner.reset()
     t0 = time.perf_counter()
-    logits = runner.forward(list(prompt_ids), 0)[-1]
+    logits = last_logits(runner, list(prompt_ids), 0)
     result.prefill_seconds = time.perf_counter() - t0
     printed = ""
     t1 = time.perf_counter()
@@ -73,7 +74,7 @@ def generate(runner, tokenizer, prompt_ids: list[int], max_new_tokens: int, opti
             on_text(text[len(printed):])
             printed = text
         if step + 1 < max_new_tokens:
-            logits = runner.forward([token], len(prompt_ids) + step)[-1]
+            logits = last_logits(runner, [token], len(prompt_ids) + step)
     result.decode_seconds = time.perf_counter() - t1
     result.text = tokenizer.decode(result.tokens)
     if on_text and result.text != printed:

@@ -101,6 +101,11 @@ def test_default_program_returns_the_last_position_only(fp32_package):
     assert tuple(logits.shape) == (1, 1, 600)
     rows = runner.forward(TOKENS[:MAX_SEQ_LEN], 0)  # one token per call: every row
     assert rows.shape == (MAX_SEQ_LEN, 600) and np.abs(rows[-1] - logits[0, 0].numpy()).max() <= 1e-4
+    # generation's path: a prompt longer than one chunk in full chunks, then a decode step, same numbers
+    prompt = TOKENS[:MAX_SEQ_LEN + 3]
+    all_rows = runner.forward(prompt + [7], 0)
+    assert np.abs(runner.forward_last(prompt, 0) - all_rows[-2]).max() <= 1e-4
+    assert np.abs(runner.forward_last([7], len(prompt)) - all_rows[-1]).max() <= 1e-4
 
 
 def test_text_llm_runner_generates_from_package(fp32_package):

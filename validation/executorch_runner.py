@@ -46,18 +46,23 @@ class ExecuTorchRunner:
         """Nothing to clear: see the module docstring."""
 
     def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
+        """Logits of every fed position: a last-row program is fed one token per call to produce them."""
+        return np.concatenate(list(self._run(ids, start_pos, self.max_seq_len if self.all_logits else 1)), axis=0)
+
+    def forward_last(self, ids: list[int], start_pos: int) -> np.ndarray:
+        """Logits of the last fed position only: full chunks whatever the program returns (generation's path)."""
+        return list(self._run(ids, start_pos, self.max_seq_len))[-1][-1]
+
+    def _run(self, ids: list[int], start_pos: int, step: int):
         torch = self._torch
         if start_pos + len(ids) > self.context:
             raise ElmExportError(f"positions {start_pos}..{start_pos + len(ids) - 1} exceed the context of "
                                  f"{self.context}; export with a larger --context")
-        step = self.max_seq_len if self.all_logits else 1
-        out = []
         for i in range(0, len(ids), step):
             chunk = ids[i:i + step]
             pos = torch.arange(start_pos + i, start_pos + i + len(chunk), dtype=torch.long)
             logits = self.method.execute([torch.tensor([chunk], dtype=torch.long), pos])[0]
-            out.append(logits[0].float().numpy())
-        return np.concatenate(out, axis=0)
+            yield logits[0].float().numpy()
 
 
 def open_runner(package_dir: Path, manifest: dict, **options) -> ExecuTorchRunner:

@@ -17,20 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+from .runner import last_logits
+
 
 def measure(runner, prompt: list[int], decode_steps: int, rounds: int) -> dict:
     prefill, decode = [], []
     for _ in range(rounds):
         runner.reset()
         t0 = time.perf_counter()
-        logits = runner.forward(prompt, 0)
+        logits = last_logits(runner, prompt, 0)
         prefill.append(time.perf_counter() - t0)
-        token = int(logits[-1].argmax())
+        token = int(logits.argmax())
         for step in range(decode_steps):
             t0 = time.perf_counter()
-            logits = runner.forward([token], len(prompt) + step)
+            logits = last_logits(runner, [token], len(prompt) + step)
             decode.append(time.perf_counter() - t0)
-            token = int(logits[-1].argmax())
+            token = int(logits.argmax())
     per_token = [1.0 / d for d in decode]
     return {
         "prompt_tokens": len(prompt), "decode_steps": decode_steps, "rounds": rounds,

@@ -61,8 +61,16 @@ class OnnxRunner:
         self.cached = 0  # buffer rows at or past `cached` are never read before they are written
 
     def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
+        """Logits of every fed position ([T, vocab]); a `--logits last` package is fed one token per call."""
         if self.last_only and len(ids) > 1:
-            return np.concatenate([self.forward([t], start_pos + i) for i, t in enumerate(ids)])
+            return np.concatenate([self._run([t], start_pos + i) for i, t in enumerate(ids)])
+        return self._run(ids, start_pos)
+
+    def forward_last(self, ids: list[int], start_pos: int) -> np.ndarray:
+        """Logits of the last fed position ([vocab]) in one call, whatever the package's logits layout."""
+        return self._run(ids, start_pos)[-1]
+
+    def _run(self, ids: list[int], start_pos: int) -> np.ndarray:
         if start_pos > self.cached:
             raise ElmExportError(f"onnx runner: start_pos {start_pos} is past the {self.cached} cached tokens")
         total = start_pos + len(ids)

@@ -12,7 +12,9 @@ Configurations:
   executorch:QUANT  `elmexport executorch --quant QUANT`, run by ExecuTorch's TextLLMRunner
   peer-a            onnxruntime-genai's model builder, int4 (benchmarks/ort_genai_driver.py), same generator
   peer-b            ExecuTorch's export_llm, XNNPACK 8da4w (benchmarks/et_runner_driver.py), same runner
-(`--own-runners` runs our packages through elmexport's own runners instead, as `elmexport validate` does.)
+Random-weight packages have no tokenizer, and TextLLMRunner takes text, so with --size our packages run through
+elmexport's own runners (onnxruntime with IOBinding, the ExecuTorch runtime's method; what `elmexport validate`
+measures); `--own-runners` does the same for real weights.
 
 Every package is exported once into --out (reused when present; export wall time and peak RSS are kept beside it).
 Then every configuration runs once untimed (warm-up), then all run interleaved, round by round (eager, peer-a, ours, ..., then again), 2 threads, the same
@@ -222,7 +224,7 @@ def main() -> None:
             continue
         target, quant = name.split(":")
         info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
-        generators[name] = open_generator(target, Path(info[name]["path"]), args.own_runners)
+        generators[name] = open_generator(target, Path(info[name]["path"]), args.own_runners or random_weights)
 
     prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)
     for gen in generators.values():  # untimed: first runs pay page faults on freshly mapped weights
@@ -244,6 +246,7 @@ def main() -> None:
                      "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "prefill_min": min(pre),
                      "prefill_max": max(pre), "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound,
                      "new_tokens": len(rs[-1]["tokens"]), **{k: v for k, v in info[name].items() if k != "path"}})
+    add_peer_ratios(rows, results)
     print_table(rows, cfg, random_weights, args, bandwidth)
     from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path since open_generator
 
@@ -257,21 +260,39 @@ def main() -> None:
                                                "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro}, indent=2))
 
 
+def add_peer_ratios(rows: list[dict], results: dict) -> None:
+    """Median over rounds of (ours / the peer of the same runtime), decode and prefill: a ratio taken within each
+    round cancels most of the load that the shared box puts on both alike."""
+    for row in rows:
+        peer = next((p for p, (target, _) in PEERS.items() if row["config"].startswith(target + ":")), None)
+        if peer is None or peer not in results:
+            continue
+        for key in ("decode_tok_s", "prefill_tok_s"):
+            ratios = [a[key] / b[key] for a, b in zip(results[row["config"]], results[peer])]
+            row[f"{key.split('_')[0]}_x_peer"] = statistics.median(ratios)
+            row[f"{key.split('_')[0]}_x_peer_range"] = (min(ratios), max(ratios))
+
+
 def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
     eager = next((r["decode_tok_s"] for r in rows if r["config"] == "eager"), None)
     weights = "random weights" if random_weights else "real weights"
     print(f"\n{cfg.name} ({weights}), 2 threads, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
           f"tokens, {args.rounds} interleaved rounds; copy bandwidth median {statistics.median(bandwidth):.1f} GB/s "
           f"({min(bandwidth):.1f}-{max(bandwidth):.1f}); medians (min-max)\n")
-    print("| config | decode tok/s | x eager | prefill tok/s | MB on disk | export s | export peak RSS MiB "
-          "| bound tok/s | % of bound |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| config | decode tok/s | x eager | decode x peer | prefill tok/s | prefill x peer | MB on disk | export s "
+          "| export peak RSS MiB | bound tok/s | % of bound |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         x = f"{r['decode_tok_s'] / eager:.2f}" if eager else "-"
         size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "-"
+        rss = r.get("export_peak_rss_mib", "-")
+        rss = "not recorded" if rss == -1 else rss
+        vs = {k: (f"{r[k + '_x_peer']:.2f} ({r[k + '_x_peer_range'][0]:.2f}-{r[k + '_x_peer_range'][1]:.2f})"
+                  if k + "_x_peer" in r else "-") for k in ("decode", "prefill")}
         print(f"| {r['config']} | {r['decode_tok_s']:.1f} ({r['decode_min']:.1f}-{r['decode_max']:.1f}) | {x} "
-              f"| {r['prefill_tok_s']:.0f} ({r['prefill_min']:.0f}-{r['prefill_max']:.0f}) | {size} "
-              f"| {r.get('export_s', '-')} | {r.get('export_peak_rss_mib', '-')} | {r['bound_tok_s']:.0f} "
+              f"| {vs['decode']} | {r['prefill_tok_s']:.0f} ({r['prefill_min']:.0f}-{r['prefill_max']:.0f}) "
+              f"| {vs['prefill']} | {size} "
+              f"| {r.get('export_s', '-')} | {rss} | {r['bound_tok_s']:.0f} "
               f"| {100 * r['fraction_of_bound']:.0f}% |")
 
 

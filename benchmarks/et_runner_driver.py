@@ -13,20 +13,8 @@ memory bandwidth drifts from minute to minute, so one timing means little; media
 
 Importable (benchmarks/ is not a package: put this directory on sys.path): build_peer_b, EtLlmRunnerGenerator.
 
-Measured here (2 shared cores, load ~1-1.5 during the runs; 127-token prompt, see --prompt-tokens):
-
-| program | decode tok/s | prefill tok/s | TTFT ms | export | .pte MB |
-|---|---|---|---|---|---|
-| peer B (export_llm 8da4w) | 57.4 (52.0-66.0) | 638 (599-761) | 199 | 41.0 min (a) | 190.8 |
-| ours 8da4w, last-row logits | 61.3 (54.8-65.4) | 799 (752-814) | 159 | 18.3 min (b) | 103.3 |
-| ours 8da4w, all-row logits (before) | 59.8 (58.7-64.8) | 687 (638-756) | 185 | 26.6 min (a) | 103.3 |
-
-(a) both exports ran at the same time (11:13-11:54), beside two other jobs on the 2 cores; (b) later, beside our
-test suite. Peak RSS of our export 2.4 GiB. Per decode token both programs spend about a third of their time in
-llama::custom_sdpa (same kernel, same cache shape) and most of the rest in XNNPACK's QD8 x QB4W GEMMs (same
-kernels); ours runs 32 delegate calls and 95 portable op calls per token, export_llm's 304 and 759 (RMSNorm means,
-RoPE slices/views outside the delegate). Prefill: our head runs on the last position only (export_llm does the
-same); before that change it ran on all 128 rows.
+Numbers: README "Speed, side by side" (benchmarks/side_by_side.py runs these generators, each in a fresh process
+with MKL_NUM_THREADS=1: see that file's docstring for why ExecuTorch's custom_sdpa needs it in a Python process).
 """
 
 from __future__ import annotations
@@ -262,6 +250,9 @@ def _summary(xs: list[float]) -> str:
 
 
 def main(argv=None) -> int:
+    # before MKL starts (torch is imported lazily below): custom_sdpa's sgemm_ must not nest MKL's threads in the
+    # runner's pool (benchmarks/side_by_side.py docstring); the exports below set their own thread counts
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hf-dir", type=Path, default=DEFAULT_HF_DIR)
     p.add_argument("--out", type=Path, default=Path("dist/et-peer"), help="peer B and our packages go here")

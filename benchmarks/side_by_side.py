@@ -17,8 +17,16 @@ elmexport's own runners (onnxruntime with IOBinding, the ExecuTorch runtime's me
 measures); `--own-runners` does the same for real weights.
 
 Every package is exported once into --out (reused when present; export wall time and peak RSS are kept beside it).
-Then every configuration runs once untimed (warm-up), then all run interleaved, round by round (eager, peer-a, ours, ..., then again), 2 threads, the same
-prompt and the same number of greedy new tokens; the table has medians with min-max. The memory bandwidth is
+Then all configurations run interleaved, round by round (eager, peer-a, ours, ..., then again), 2 threads, the
+same prompt and the same number of greedy new tokens; the table has medians with min-max. Every run is a fresh
+process (benchmarks/side_by_side.py --worker) that loads its package, warms up on 8 tokens, then runs timed: no
+runtime shares a process, a thread pool or a heap with another, and no run inherits another's state.
+
+Thread settings, the same for ours and the peer of each runtime: 2 threads everywhere. ExecuTorch processes run
+with MKL_NUM_THREADS=1 (RUNTIME_ENV): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
+resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --
+4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 90-120 tok/s (custom_sdpa 190 ->
+55 us per call at ~190 cached positions). The memory bandwidth is
 measured in every round (large memcpy, read + write). The bound column is bandwidth / bytes of weights read per
 decoded token, counted from the config: every matrix a decode step multiplies by (all linears and the LM head) at
 4 bytes per weight for fp32, and 0.5 byte + one 16-bit scale per 32 weights for 4-bit packages (the smallest
@@ -30,7 +38,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +53,7 @@ from timed_run import log_tail, run_measured  # noqa: E402
 
 BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
 PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}
+RUNTIME_ENV = {"executorch": {"MKL_NUM_THREADS": "1"}}  # see the docstring: MKL threads nested in ExecuTorch's pool
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -161,7 +172,49 @@ def prompt_ids(cfg, random_weights: bool, n: int) -> list[int]:
     return tokenizer.encode(DEFAULT_TEXT.read_text()).ids[:n]
 
 
+def config_target(name: str) -> str:
+    """The runtime a configuration runs in: eager, onnx or executorch."""
+    return PEERS[name][0] if name in PEERS else name.split(":")[0]
+
+
+def run_worker(spec: dict) -> dict:
+    """One timed run in this (fresh) process: open the package, warm up on 8 tokens, then run the prompt."""
+    import torch
+
+    from elmexport.cli import quiet_library_chatter
+
+    quiet_library_chatter()
+    if spec["name"] == "eager":
+        torch.set_num_threads(2)  # only here: it would also re-enable MKL's threads under ExecuTorch's pool
+        from elmexport.validation.eager import EagerRunner
+        from elmexport.weights.sources import load_model
+        from elmexport.weights.spec import ModelSpec
+
+        model_spec = ModelSpec(model=spec["preset"], random_weights=spec["random_weights"], tokenizer_mode="skip")
+        gen = RunnerGenerator(EagerRunner(load_model(model_spec, log=lambda *a: None).model))
+    else:
+        gen = open_generator(config_target(spec["name"]), Path(spec["path"]), spec["own_runners"])
+    gen.run(spec["prompt"], min(8, spec["new_tokens"]))  # untimed: page faults on freshly mapped weights
+    result = gen.run(spec["prompt"], spec["new_tokens"])
+    return {k: result[k] for k in ("prefill_tok_s", "decode_tok_s", "ttft_ms", "tokens")}
+
+
+def run_in_fresh_process(spec: dict) -> dict:
+    """side_by_side.py --worker with the runtime's environment; the worker's last stdout line is its result."""
+    env = dict(os.environ, **RUNTIME_ENV.get(config_target(spec["name"]), {}))
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker"], input=json.dumps(spec),
+                          capture_output=True, text=True, env=env, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{spec['name']}: the benchmark run failed (exit {proc.returncode}): {tail[:300]}")
+    return json.loads(lines[-1])
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--worker"]:
+        print(json.dumps(run_worker(json.loads(sys.stdin.read()))), flush=True)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--size", help="OpenELM size with random weights (default 270M)")
@@ -176,50 +229,38 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
 
-    import torch
-
     from elmexport.cli import quiet_library_chatter
+    from elmexport.models.config import get_preset, size_to_preset
 
     quiet_library_chatter()
-    torch.set_num_threads(2)
-    from elmexport.models.config import get_preset, size_to_preset
-    from elmexport.validation.eager import EagerRunner
-    from elmexport.weights.sources import load_model
-    from elmexport.weights.spec import ModelSpec
-
     random_weights = args.model is None
     preset = size_to_preset(args.size or "270M") if random_weights else args.model
     cfg = get_preset(preset)
     model_args = ["--model", preset] + (["--random-weights"] if random_weights else [])
     out = Path(args.out) / preset
 
-    generators, info = {}, {}
+    info = {}
     for name in args.configs.split(","):
         if name == "eager":
-            spec = ModelSpec(model=preset, random_weights=random_weights, tokenizer_mode="skip")
-            generators[name] = RunnerGenerator(EagerRunner(load_model(spec, log=lambda *a: None).model))
-            info[name] = {"quant": "none", "size_mb": None}
-            continue
-        if name in PEERS:
+            info[name] = {"quant": "none", "size_mb": None, "path": None}
+        elif name in PEERS:
             if random_weights:
                 raise SystemExit(f"{name} builds SmolLM2 only: pass --model smollm2-135m-instruct")
-            target, quant = PEERS[name]
-            info[name] = dict(build_peer(name, out / name), quant=quant)
-            generators[name] = open_generator(target, Path(info[name]["path"]), own_runners=False)
-            continue
-        target, quant = name.split(":")
-        info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
-        generators[name] = open_generator(target, Path(info[name]["path"]), args.own_runners or random_weights)
+            info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1])
+        else:
+            target, quant = name.split(":")
+            info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
 
     prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)
-    for gen in generators.values():  # untimed: first runs pay page faults on freshly mapped weights
-        gen.run(prompt, min(8, args.new_tokens))
-    results = {k: [] for k in generators}
+    results = {k: [] for k in info}
     bandwidth = []
     for r in range(args.rounds):
         bandwidth.append(copy_bandwidth_gbs())
-        for name, gen in generators.items():
-            results[name].append(gen.run(prompt, args.new_tokens))
+        for name in info:
+            spec = {"name": name, "path": info[name]["path"], "preset": preset, "random_weights": random_weights,
+                    "own_runners": args.own_runners or random_weights, "prompt": prompt,
+                    "new_tokens": args.new_tokens}
+            results[name].append(run_in_fresh_process(spec))
         print(f"round {r + 1}/{args.rounds} done (copy bandwidth {bandwidth[-1]:.1f} GB/s)", flush=True)
     bw = statistics.median(bandwidth)
     rows = []
@@ -242,7 +283,8 @@ def main() -> None:
         print(f"  {k:36s} {v:8.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": cfg.name, "random_weights": random_weights, "rows": rows,
-                                               "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro}, indent=2))
+                                               "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro,
+                                               "runtime_env": RUNTIME_ENV}, indent=2))
 
 
 def add_peer_ratios(rows: list[dict], results: dict) -> None:

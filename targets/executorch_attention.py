@@ -46,6 +46,14 @@ def cached_attention(q, k, v, k_cache, v_cache, start, scale: float):
     return out.transpose(1, 2)
 
 
+def cached_attention_token_major(q, k, v, k_cache, v_cache, start, scale: float):
+    """cached_attention on [1, T, heads, hd] inputs, returning [1, T, Hq, hd]: what executorch_token_major.py
+    leaves when the projections feed attention without transposes."""
+    torch.ops.llama.update_cache(k.contiguous(), k_cache, start)
+    torch.ops.llama.update_cache(v.contiguous(), v_cache, start)
+    return torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)
+
+
 def _source_4d(node):
     """The [1, n_kv, T, hd] tensor an index_put_ value was viewed from (export flattens it)."""
     while node.op == "call_function" and node.target in _VIEWS:

@@ -5,6 +5,7 @@
       | executorch_attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
       | executorch_logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
       | executorch_xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
+      | executorch_token_major.use_token_major_attention (xnnpack: q/k/v stay [1, T, H, hd], no transposes)
       | executorch_quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
       | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
       v
@@ -30,6 +31,7 @@ from ..ir.decompose import decompose_graph_module, decomposition_table, remainin
 from .executorch_attention import load_custom_ops, use_custom_sdpa
 from .executorch_logits import keep_last_position
 from .executorch_quant import describe_weights, lower_quantized_weights
+from .executorch_token_major import use_token_major_attention
 from .executorch_xnnpack_form import to_xnnpack_form
 
 DELEGATES = ("xnnpack", "coreml")
@@ -58,6 +60,7 @@ def prepare_graph(ir, delegate: str, all_logits: bool = True) -> tuple[torch.fx.
         if not all_logits:
             rewrites["last_position_logits"] = keep_last_position(gm)
         rewrites.update(to_xnnpack_form(gm))
+        rewrites.update(use_token_major_attention(gm))
     rewrites.update(lower_quantized_weights(gm, activations=xnnpack, packed_embedding=xnnpack))
     # rms_norm left (Core ML): the fp16-safe reference kernel, since that delegate computes in fp16
     decomposed = decompose_graph_module(gm, decomposition_table(["rms_norm"]))

@@ -36,10 +36,11 @@ def add_arguments(parser) -> None:
     g.add_argument("--accuracy-level", type=int, choices=range(5), default=4, metavar="0-4",
                    help="MatMulNBits compute type: 4 = int8 activations (default; fastest), 0 = fp32 "
                         "(about 2/3 of the decode speed; logits match the quantized IR to ~1e-5)")
-    g.add_argument("--logits", choices=("all", "last"), default="all",
-                   help="all: logits for every fed position (default; what validation scores); last: the head "
-                        "runs on the last position only (faster prefill, logits [1, 1, vocab]; teacher-forced "
-                        "scoring then takes one call per token)")
+    g.add_argument("--logits", choices=("all", "last"), default="last",
+                   help="last: the head runs on the last fed position only (default, as for ExecuTorch: a "
+                        "generator samples only that row, and prefill skips T-1 rows of the vocab-wide head; "
+                        "logits [1, 1, vocab]); all: logits for every fed position (teacher-forced scoring, "
+                        "speculative decoding in one call)")
 
 
 def check_arguments(args) -> None:
@@ -76,7 +77,7 @@ def export(compiled, args, out_dir, log) -> dict:
     t0 = time.perf_counter()
     form = explicit_cache_form(ir)
     skip_norms = fuse_skip_norms(form.gm)
-    logits = getattr(args, "logits", "all")
+    logits = getattr(args, "logits", "last")
     if logits == "last":
         keep_last_logits(form.gm)
     quant_counts = lower_quantized_weights(form.gm, accuracy_level)

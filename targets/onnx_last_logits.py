@@ -1,4 +1,4 @@
-"""`--logits last`: the head runs on the last position only, so a T-token prefill returns logits [1, 1, vocab].
+"""`--logits last` (the default): the head runs on the last position only, so a T-token prefill returns [1, 1, vocab].
 
 Before:  %logits = linear(%h, %table)                       # [1, T, vocab]: T x vocab x dim MACs in prefill
 After:   %logits = linear(unsqueeze(select(%h, 1, -1), 1), %table)   # [1, 1, vocab], the 1 is static

@@ -85,9 +85,13 @@ def test_fp32_package_contents(fp32_package):
     # and the mean of each of the 17 RMSNorms
     assert ops["delegated"]["linear"] == 4 * 7 + 1 + 4 * 2 + 17
     assert set(ops["portable"]) <= {"llama::custom_sdpa", "llama::update_cache", "embedding", "index", "select_copy",
-                                    "slice_copy", "le", "lt", "ge", "add"}  # the last four: checks on input_pos[0]
+                                    "slice_copy", "le", "lt", "ge", "add",  # the last four: checks on input_pos[0]
+                                    "unsqueeze_copy"}  # RoPE rows [T, hd] -> [T, 1, hd], once per call
     assert ops["portable"]["llama::custom_sdpa"] == 4 and ops["delegate_calls"] <= 9
     assert ops["portable"]["slice_copy"] == 1  # the last position, taken before the final norm and the head
+    # q, k, v reach custom_sdpa token-major: no transpose left in the program (8 per layer before)
+    assert manifest["lowering"]["rewrites"]["token_major_attention"] == cfg.num_layers
+    assert "permute_copy" not in ops["delegated"] and "permute_copy" not in ops["portable"]
 
 
 def test_default_program_returns_the_last_position_only(fp32_package):

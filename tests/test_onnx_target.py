@@ -306,6 +306,8 @@ def test_smollm2_int4_answers_paris_through_the_cli(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = read_manifest(pkg)
     assert manifest["tokenizer"] == "tokenizer.json" and (pkg / "tokenizer.json").exists()
+    assert manifest["onnx"]["logits"] == "last"  # the CLI default: the head runs on the last fed position only
+    assert {o["name"]: o["shape"] for o in manifest["outputs"]}["logits"] == [1, 1, manifest["model"]["config"]["vocab_size"]]
     r = _cli("generate", str(pkg), "--prompt", "What is the capital of France?", "--max-new-tokens", "16")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Paris" in r.stdout, r.stdout

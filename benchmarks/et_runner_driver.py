@@ -12,6 +12,7 @@ same weights. Both .pte files are run by `executorch.extension.llm.runner.TextLL
 memory bandwidth drifts from minute to minute, so one timing means little; medians with min-max are printed.
 
 Importable (benchmarks/ is not a package: put this directory on sys.path): build_peer_b, EtLlmRunnerGenerator.
+The prompt: benchmarks/prompts.py.
 
 Numbers: README "Speed, side by side" (benchmarks/side_by_side.py runs these generators, each in a fresh process
 with MKL_NUM_THREADS=1: see that file's docstring for why ExecuTorch's custom_sdpa needs it in a Python process).
@@ -28,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from prompts import benchmark_prompt_ids
 from timed_run import run_measured
 
 DEFAULT_HF_DIR = Path.home() / ".cache" / "elmexport" / "models" / "smollm2-135m-instruct"
@@ -210,20 +212,6 @@ class EtLlmRunnerGenerator:
                 "ttft_ms": float(s.first_token_ms - s.inference_start_ms),
                 "decode_steps": int(s.num_generated_tokens),
                 "tokens": [self._inverse.get(p, -1) for p in pieces], "text": "".join(pieces)}
-
-
-def benchmark_prompt_ids(tokenizer_path: Path, n: int = 128, text_path: Path = Path("/usr/share/common-licenses/GPL-3"))\
-        -> list[int]:
-    """n ids of a plain text that decode and re-encode to themselves (so TextLLMRunner sees the same n tokens)."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_path))
-    ids = tok.encode(text_path.read_text(), add_special_tokens=False).ids
-    for start in range(0, len(ids) - n):
-        cut = ids[start:start + n]
-        if tok.encode(tok.decode(cut), add_special_tokens=False).ids == cut:
-            return cut
-    raise ValueError(f"{text_path}: no {n}-token window round-trips through {tokenizer_path}")
 
 
 def build_ours(quant: str, out: Path, hf_dir: Path, log=print) -> dict:

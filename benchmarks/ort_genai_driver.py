@@ -10,7 +10,7 @@ through one generator (`onnxruntime_genai.Generator`, greedy, same prompt, same 
 leaves only the graphs to differ. The box's bandwidth drifts, so the packages run in interleaved rounds
 (A, ours, A, ours, ...) and the table gives medians with min-max.
 
-Importable (the lead puts benchmarks/ on sys.path): `build_peer_a`, `build_ours`, `OrtGenaiGenerator`, `prompt_ids`.
+Importable (the lead puts benchmarks/ on sys.path): `build_peer_a`, `build_ours`, `OrtGenaiGenerator`; the prompt: benchmarks/prompts.py.
 The builder imports `transformers`, which elmexport does not depend on; pass `builder_pythonpath` if it lives
 outside the environment.
 """
@@ -25,11 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from prompts import benchmark_prompt_ids
 from timed_run import log_tail, run_measured
 
 DEFAULT_HF_DIR = Path(os.environ.get("ELMEXPORT_CACHE", Path.home() / ".cache" / "elmexport")) / "models" / \
     "smollm2-135m-instruct"
-PROMPT_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
 def _timed_build(cmd: list[str], out: Path, env: dict | None, log) -> dict:
     """Run an export command with wall time and peak RSS; returns the build facts of the folder it wrote."""
@@ -126,17 +126,6 @@ class OrtGenaiGenerator:
                 "ttft_ms": 1000 * (t2 - t0), "tokens": tokens}
 
 
-def prompt_ids(hf_dir: Path, n: int) -> list[int]:
-    """The first n tokens of the GPL-3 text (plain English, always on the box) under the model's tokenizer."""
-    from tokenizers import Tokenizer
-
-    text = PROMPT_TEXT.read_text() if PROMPT_TEXT.exists() else "The quick brown fox jumps over the lazy dog. " * 64
-    ids = Tokenizer.from_file(str(Path(hf_dir) / "tokenizer.json")).encode(text).ids
-    if len(ids) < n:
-        raise ValueError(f"prompt text has only {len(ids)} tokens, {n} requested")
-    return ids[:n]
-
-
 def compare(packages: dict[str, Path], prompt: list[int], new_tokens: int, rounds: int, threads: int,
             log=print) -> dict:
     """Interleaved rounds over every package, order reversed every other round;
@@ -210,7 +199,7 @@ def main(argv=None) -> int:
         extra = ["--logits", "last"] if last == "last" else []
         name = f"ours {quant}" + (" --logits last" if extra else "")
         builds[name] = build_ours(args.workdir / f"ours-{q}", quant, log, extra)
-    prompt = prompt_ids(args.hf_dir, args.prompt_tokens)
+    prompt = benchmark_prompt_ids(Path(args.hf_dir) / "tokenizer.json", args.prompt_tokens)
     results = compare({k: Path(v["path"]) for k, v in builds.items()}, prompt, args.new_tokens, args.rounds,
                       args.threads, log)
     print_table(results, builds, "peer A int4 (og builder)", args)

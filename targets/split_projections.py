@@ -1,0 +1,131 @@
+"""Fused projections -> one linear per part, on row slices of the same weight (quantized: same codes, scales).
+
+Before:  %y = linear(%x, %W_1) ; split(%y, ffn, -1)                           (FFN [gate; up])
+         %y = linear(%x, %W_qkv) ; view [1,T,H,hd] ; transpose(1,2) ; split_with_sizes([nq,nkv,nkv], 1)
+After:   linear(%x, %W_gate) ; linear(%x, %W_up)       /   linear(%x, %W_q) ; linear(%x, %W_k) ; linear(%x, %W_v)
+Exact: each output row is computed from the same weights as before. Why: XNNPACK cannot split a tensor of
+dynamic shape (ExecuTorch uses both rewrites), and onnxruntime runs a Split after a fused [gate; up] MatMulNBits
+slower than two MatMulNBits (ONNX uses the FFN one; its GroupQueryAttention takes the fused qkv as it is).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..ir.ops import ELM_OPS
+
+aten = torch.ops.aten
+QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
+_VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+
+
+def _is_linear(node) -> bool:
+    if node.op != "call_function":
+        return False
+    if node.target is aten.linear.default:
+        return node.args[1].op == "get_attr" and (len(node.args) < 3 or node.args[2] is None)
+    return node.target is QUANTIZED_LINEAR
+
+
+def _only_user(node):
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _getitems(split) -> dict[int, torch.fx.Node] | None:
+    items = {}
+    for u in split.users:
+        if u.target is not operator.getitem:
+            return None
+        items[u.args[1]] = u
+    return items
+
+
+def split_fused_projections(gm: torch.fx.GraphModule) -> int:
+    """FFN [gate; up] and attention [q; k; v] projections -> one linear per part (ExecuTorch/XNNPACK)."""
+    return split_fused_ffn(gm) + _split(gm, ffn=False, attention=True)
+
+
+def split_fused_ffn(gm: torch.fx.GraphModule) -> int:
+    """FFN [gate; up] only (ONNX: GroupQueryAttention takes the fused qkv as it is)."""
+    return _split(gm, ffn=True, attention=False)
+
+
+def _split(gm: torch.fx.GraphModule, ffn: bool, attention: bool) -> int:
+    done = 0
+    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
+        user = _only_user(lin)
+        if user is None:
+            continue
+        split_dim = user.args[2] if len(user.args) > 2 else user.kwargs.get("dim", 0)
+        if user.target is aten.split.Tensor and split_dim in (-1, lin.meta["val"].dim() - 1):  # FFN [gate; up]
+            if not ffn:
+                continue
+            size = user.args[1]
+            items = _getitems(user)
+            rows = lin.meta["val"].shape[-1]
+            if items is None or rows % size:
+                continue
+            parts = [(i * size, (i + 1) * size) for i in range(rows // size)]
+            new = _linear_parts(gm, lin, parts)
+            for i, node in items.items():
+                node.replace_all_uses_with(new[i])
+            done += 1
+        elif user.target in _VIEWS and attention:  # attention [q; k; v] viewed as heads
+            tr = _only_user(user)
+            sp = _only_user(tr) if tr is not None else None
+            if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
+                    or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
+                continue
+            shape = list(user.args[1])
+            if len(shape) != 4:
+                continue
+            hd, heads = shape[3], sp.args[1]
+            items = _getitems(sp)
+            if items is None:
+                continue
+            bounds, start = [], 0
+            for h in heads:
+                bounds.append((start * hd, (start + h) * hd))
+                start += h
+            new = _linear_parts(gm, lin, bounds)
+            for i, node in items.items():
+                with gm.graph.inserting_after(new[i]):
+                    view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
+                with gm.graph.inserting_after(view):
+                    t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
+                node.replace_all_uses_with(t)
+            done += 1
+    return done
+
+
+def _linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
+    """One linear per row range of lin's weight (for elm.quantized_linear: of its codes and scales)."""
+    x = lin.args[0]
+    tensors = [lin.args[1]] + ([lin.args[2]] if lin.target is QUANTIZED_LINEAR else [])
+    out = []
+    for i, (a, b) in enumerate(row_ranges):
+        getters = []
+        for t in tensors:
+            src = constant_tensor(gm, t.target)
+            getters.append(register_constant(gm, f"{t.target}_rows{i}", src[a:b].clone()))
+        args = (x, *getters, *lin.args[len(tensors) + 1:])
+        with gm.graph.inserting_before(lin):
+            out.append(gm.graph.call_function(lin.target, args))
+    return out
+
+
+def constant_tensor(gm, target: str) -> torch.Tensor:
+    try:
+        return gm.get_parameter(target).detach()
+    except AttributeError:
+        return gm.get_buffer(target)
+
+
+def register_constant(gm, target: str, tensor: torch.Tensor) -> torch.fx.Node:
+    owner_path, _, attr = target.rpartition(".")
+    owner = gm.get_submodule(owner_path) if owner_path else gm
+    owner.register_buffer(attr, tensor)
+    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
+        return gm.graph.get_attr(target)

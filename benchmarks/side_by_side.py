@@ -25,7 +25,7 @@ runtime shares a process, a thread pool or a heap with another, and no run inher
 Thread settings, the same for ours and the peer of each runtime: 2 threads everywhere. ExecuTorch processes run
 with MKL_NUM_THREADS=1 (RUNTIME_ENV): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
 resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --
-4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 90-120 tok/s (custom_sdpa 190 ->
+4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 115-125 tok/s (custom_sdpa 190 ->
 55 us per call at ~190 cached positions). The memory bandwidth is
 measured in every round (large memcpy, read + write). The bound column is bandwidth / bytes of weights read per
 decoded token, counted from the config: every matrix a decode step multiplies by (all linears and the LM head) at

@@ -238,9 +238,10 @@ def _summary(xs: list[float]) -> str:
 
 
 def main(argv=None) -> int:
-    # before MKL starts (torch is imported lazily below): custom_sdpa's sgemm_ must not nest MKL's threads in the
-    # runner's pool (benchmarks/side_by_side.py docstring); the exports below set their own thread counts
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV
+
+    for key, value in EXECUTORCH_PROCESS_ENV.items():  # before MKL starts (torch is imported lazily below); the
+        os.environ.setdefault(key, value)             # exports below set their own thread counts
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hf-dir", type=Path, default=DEFAULT_HF_DIR)
     p.add_argument("--out", type=Path, default=Path("dist/et-peer"), help="peer B and our packages go here")

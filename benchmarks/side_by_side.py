@@ -23,7 +23,7 @@ process (benchmarks/side_by_side.py --worker) that loads its package, warms up o
 runtime shares a process, a thread pool or a heap with another, and no run inherits another's state.
 
 Thread settings, the same for ours and the peer of each runtime: 2 threads everywhere. ExecuTorch processes run
-with MKL_NUM_THREADS=1 (RUNTIME_ENV): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
+with MKL_NUM_THREADS=1 (runtime_env): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
 resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --
 4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 115-125 tok/s (custom_sdpa 190 ->
 55 us per call at ~190 cached positions). The memory bandwidth is
@@ -53,7 +53,6 @@ from timed_run import log_tail, run_measured  # noqa: E402
 
 BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
 PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}
-RUNTIME_ENV = {"executorch": {"MKL_NUM_THREADS": "1"}}  # see the docstring: MKL threads nested in ExecuTorch's pool
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -171,6 +170,13 @@ def prompt_ids(cfg, random_weights: bool, n: int) -> list[int]:
     return benchmark_prompt_ids(smollm2_hf_dir(log=print) / "tokenizer.json", n)
 
 
+def runtime_env(target: str) -> dict:
+    """Extra environment of a runtime's worker process (see the docstring: MKL threads nested in ExecuTorch's pool)."""
+    from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV
+
+    return EXECUTORCH_PROCESS_ENV if target == "executorch" else {}
+
+
 def config_target(name: str) -> str:
     """The runtime a configuration runs in: eager, onnx or executorch."""
     return PEERS[name][0] if name in PEERS else name.split(":")[0]
@@ -200,7 +206,7 @@ def run_worker(spec: dict) -> dict:
 
 def run_in_fresh_process(spec: dict) -> dict:
     """side_by_side.py --worker with the runtime's environment; the worker's last stdout line is its result."""
-    env = dict(os.environ, **RUNTIME_ENV.get(config_target(spec["name"]), {}))
+    env = dict(os.environ, **runtime_env(config_target(spec["name"])))
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker"], input=json.dumps(spec),
                           capture_output=True, text=True, env=env, check=False)
     lines = proc.stdout.strip().splitlines()
@@ -283,7 +289,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"model": cfg.name, "random_weights": random_weights, "rows": rows,
                                                "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro,
-                                               "runtime_env": RUNTIME_ENV}, indent=2))
+                                               "runtime_env": {"executorch": runtime_env("executorch")}}, indent=2))
 
 
 def add_peer_ratios(rows: list[dict], results: dict) -> None:

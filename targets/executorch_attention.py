@@ -40,15 +40,14 @@ def start_position(input_pos: torch.Tensor, context: int):
 
 def cached_attention(q, k, v, k_cache, v_cache, start, scale: float):
     """q [1, Hq, T, hd]; k, v [1, n_kv, T, hd]; caches [1, context, n_kv, hd] (written in place)."""
-    torch.ops.llama.update_cache(k.transpose(1, 2).contiguous(), k_cache, start)
-    torch.ops.llama.update_cache(v.transpose(1, 2).contiguous(), v_cache, start)
-    out = torch.ops.llama.custom_sdpa(q.transpose(1, 2).contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)
+    out = cached_attention_token_major(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), k_cache, v_cache,
+                                       start, scale)
     return out.transpose(1, 2)
 
 
 def cached_attention_token_major(q, k, v, k_cache, v_cache, start, scale: float):
-    """cached_attention on [1, T, heads, hd] inputs, returning [1, T, Hq, hd]: what executorch_token_major.py
-    leaves when the projections feed attention without transposes."""
+    """The same on [1, T, heads, hd] inputs, returning [1, T, Hq, hd]: the layout the custom ops read, which
+    executorch_token_major.py leaves when the projections feed attention without transposes."""
     torch.ops.llama.update_cache(k.contiguous(), k_cache, start)
     torch.ops.llama.update_cache(v.contiguous(), v_cache, start)
     return torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)

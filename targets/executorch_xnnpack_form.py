@@ -20,15 +20,13 @@ and leave one delegate per attention block and one per FFN block:
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
 from ..ir.ops import ELM_OPS
-from .split_projections import constant_tensor, register_constant, split_fused_projections
+from .split_projections import constant_tensor, register_constant, split_fused_projections  # rewrite 1
 
 aten = torch.ops.aten
-QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
@@ -50,7 +48,6 @@ def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:
     return counts
 
 
-# ------------------------------------------------------------------------------------- 1. fused projections
 # --------------------------------------------------------------------------------------------- 2. rotate-half
 def rotate_half_as_matmul(gm: torch.fx.GraphModule) -> int:
     done = 0

@@ -44,59 +44,59 @@ def _getitems(split) -> dict[int, torch.fx.Node] | None:
 
 def split_fused_projections(gm: torch.fx.GraphModule) -> int:
     """FFN [gate; up] and attention [q; k; v] projections -> one linear per part (ExecuTorch/XNNPACK)."""
-    return split_fused_ffn(gm) + _split(gm, ffn=False, attention=True)
+    return split_fused_ffn(gm) + split_fused_qkv(gm)
 
 
 def split_fused_ffn(gm: torch.fx.GraphModule) -> int:
-    """FFN [gate; up] only (ONNX: GroupQueryAttention takes the fused qkv as it is)."""
-    return _split(gm, ffn=True, attention=False)
-
-
-def _split(gm: torch.fx.GraphModule, ffn: bool, attention: bool) -> int:
+    """linear + split(-1) -> one linear per part (ONNX takes only this one: GroupQueryAttention reads fused qkv)."""
     done = 0
     for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
         user = _only_user(lin)
-        if user is None:
+        if user is None or user.target is not aten.split.Tensor:
             continue
         split_dim = user.args[2] if len(user.args) > 2 else user.kwargs.get("dim", 0)
-        if user.target is aten.split.Tensor and split_dim in (-1, lin.meta["val"].dim() - 1):  # FFN [gate; up]
-            if not ffn:
-                continue
-            size = user.args[1]
-            items = _getitems(user)
-            rows = lin.meta["val"].shape[-1]
-            if items is None or rows % size:
-                continue
-            parts = [(i * size, (i + 1) * size) for i in range(rows // size)]
-            new = _linear_parts(gm, lin, parts)
-            for i, node in items.items():
-                node.replace_all_uses_with(new[i])
-            done += 1
-        elif user.target in _VIEWS and attention:  # attention [q; k; v] viewed as heads
-            tr = _only_user(user)
-            sp = _only_user(tr) if tr is not None else None
-            if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
-                    or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
-                continue
-            shape = list(user.args[1])
-            if len(shape) != 4:
-                continue
-            hd, heads = shape[3], sp.args[1]
-            items = _getitems(sp)
-            if items is None:
-                continue
-            bounds, start = [], 0
-            for h in heads:
-                bounds.append((start * hd, (start + h) * hd))
-                start += h
-            new = _linear_parts(gm, lin, bounds)
-            for i, node in items.items():
-                with gm.graph.inserting_after(new[i]):
-                    view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
-                with gm.graph.inserting_after(view):
-                    t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
-                node.replace_all_uses_with(t)
-            done += 1
+        size, items, rows = user.args[1], _getitems(user), lin.meta["val"].shape[-1]
+        if split_dim not in (-1, lin.meta["val"].dim() - 1) or items is None or rows % size:
+            continue
+        new = _linear_parts(gm, lin, [(i * size, (i + 1) * size) for i in range(rows // size)])
+        for i, node in items.items():
+            node.replace_all_uses_with(new[i])
+        done += 1
+    return done
+
+
+def split_fused_qkv(gm: torch.fx.GraphModule) -> int:
+    """linear + view as heads + transpose(1, 2) + split_with_sizes on heads -> one linear per part, each viewed
+    and transposed as before."""
+    done = 0
+    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
+        user = _only_user(lin)
+        if user is None or user.target not in _VIEWS:
+            continue
+        tr = _only_user(user)
+        sp = _only_user(tr) if tr is not None else None
+        if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
+                or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
+            continue
+        shape = list(user.args[1])
+        if len(shape) != 4:
+            continue
+        hd, heads = shape[3], sp.args[1]
+        items = _getitems(sp)
+        if items is None:
+            continue
+        bounds, start = [], 0
+        for h in heads:
+            bounds.append((start * hd, (start + h) * hd))
+            start += h
+        new = _linear_parts(gm, lin, bounds)
+        for i, node in items.items():
+            with gm.graph.inserting_after(new[i]):
+                view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
+            with gm.graph.inserting_after(view):
+                t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
+            node.replace_all_uses_with(t)
+        done += 1
     return done
 
 

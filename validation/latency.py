@@ -63,9 +63,9 @@ def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rou
 def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
     cmd = [sys.executable, "-m", "elmexport.validation.latency", str(package_dir), "--prompt-tokens",
            str(prompt_tokens), "--decode-steps", str(decode_steps), "--rounds", str(rounds)]
-    # no runtime measured here computes with PyTorch; one MKL thread keeps ExecuTorch's custom_sdpa (whose sgemm_
-    # resolves to PyTorch's MKL in a Python process) from nesting MKL threads in its own pool (README, "Speed")
-    env = {"MKL_NUM_THREADS": "1", **os.environ}
+    from .executorch_runner import EXECUTORCH_PROCESS_ENV
+
+    env = {**EXECUTORCH_PROCESS_ENV, **os.environ}  # no runtime measured here computes with PyTorch itself
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -154,6 +154,7 @@ def _cmd_generate(args) -> int:
     from .progress import console
 
     if args.package:
+        _prepare_process_for_package(args.package)
         runner, tok, template, system_prompt, where = _package_for_generate(args)
     else:
         from .validation.eager import EagerRunner
@@ -174,6 +175,18 @@ def _cmd_generate(args) -> int:
     console.log(f"{len(ids)} prompt tokens, {len(result.tokens)} new; prefill {result.prefill_tokens_per_s:.1f} tok/s, "
                 f"decode {result.decode_tokens_per_s:.1f} tok/s ({where})")
     return 0
+
+
+def _prepare_process_for_package(package: str) -> None:
+    """Thread settings a package's runtime needs, applied before torch (and with it MKL) is first imported."""
+    from .package import read_manifest
+    from .validation.executorch_runner import apply_executorch_process_env
+
+    if read_manifest(package).get("target") == "executorch" and not apply_executorch_process_env():
+        from .progress import console
+
+        console.log("note: torch was imported before the ExecuTorch program was opened, so MKL_NUM_THREADS=1 could "
+                    "not be applied; decode past ~120 positions runs slower (set MKL_NUM_THREADS=1 yourself)")
 
 
 def _package_for_generate(args):

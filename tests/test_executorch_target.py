@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from elmexport.errors import ElmExportError
 from elmexport.package import read_manifest, verify_checksums
 from elmexport.validation.eager import EagerRunner
+from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV, apply_executorch_process_env
 from elmexport.validation.runners import open_package_runner
 
 from .executorch_helpers import (
@@ -168,6 +171,26 @@ def test_generate_cli_runs_the_package(int4_package):
     res = run_cli("generate", out, "--prompt", "the program", "--max-new-tokens", "4")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "executorch: executorch-xnnpack" in res.stderr and "decode" in res.stderr
+
+
+def test_generate_sets_single_threaded_mkl_before_torch_starts(int4_package):
+    """`generate` on a .pte runs beside PyTorch's MKL; MKL_NUM_THREADS=1 must be in place before torch is imported."""
+    out, _ = int4_package
+    code = ("import os, sys; from elmexport.cli import main; "
+            f"rc = main(['generate', {str(out)!r}, '--prompt', 'the program', '--max-new-tokens', '2']); "
+            "print('MKL', os.environ.get('MKL_NUM_THREADS'), rc)")
+    env = {k: v for k, v in os.environ.items() if k != "MKL_NUM_THREADS"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert "MKL 1 0" in res.stdout, res.stderr[-2000:]
+
+
+def test_executorch_process_env_only_before_torch_and_never_over_the_user():
+    env = {}
+    assert apply_executorch_process_env(env, modules={}) and env == EXECUTORCH_PROCESS_ENV
+    env = {"MKL_NUM_THREADS": "4"}
+    assert apply_executorch_process_env(env, modules={}) and env == {"MKL_NUM_THREADS": "4"}
+    env = {}
+    assert not apply_executorch_process_env(env, modules={"torch": object()}) and env == {}
 
 
 def test_coreml_delegate_exports(tmp_path):

@@ -27,6 +27,25 @@ from ..errors import ElmExportError
 EXECUTORCH_PROCESS_ENV = {"MKL_NUM_THREADS": "1"}
 
 
+def apply_executorch_process_env(environ=None, modules=None) -> bool:
+    """Set EXECUTORCH_PROCESS_ENV in this process (values the user set win) while MKL has not started yet.
+
+    For a process that computes only with ExecuTorch (`elmexport generate PACKAGE.pte`): SmolLM2 8da4w decode goes
+    ~80 -> ~140 tok/s over 200 tokens. MKL starts when torch is imported, so this is a no-op once it is;
+    -> False when it came too late for a setting the user left unset.
+    """
+    import os
+    import sys
+
+    environ = os.environ if environ is None else environ
+    modules = sys.modules if modules is None else modules
+    if "torch" in modules:
+        return all(k in environ for k in EXECUTORCH_PROCESS_ENV)
+    for key, value in EXECUTORCH_PROCESS_ENV.items():
+        environ.setdefault(key, value)
+    return True
+
+
 def load_kernel_libraries() -> None:
     """Operators a package may use beyond the portable set: llama:: attention and quantized embeddings."""
     import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401

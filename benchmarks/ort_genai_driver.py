@@ -39,7 +39,7 @@ def _timed_build(cmd: list[str], out: Path, env: dict | None, log) -> dict:
     seconds, peak_mib, rc = run_measured(cmd, log_path, env=env)
     if rc != 0:
         raise RuntimeError(f"{cmd[2] if len(cmd) > 2 else cmd[0]} failed (exit {rc}): {log_tail(log_path)}")
-    info = {"path": str(out), "export_s": round(seconds, 1),
+    info = {"path": str(out.resolve()), "export_s": round(seconds, 1),
             "export_peak_rss_mib": round(peak_mib, 1), "size_mb": _size_mb(out)}
     (out / "build_facts.json").write_text(json.dumps(info, indent=2))
     return info

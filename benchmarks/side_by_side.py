@@ -17,8 +17,9 @@ elmexport's own runners (onnxruntime with IOBinding, the ExecuTorch runtime's me
 measures); `--own-runners` does the same for real weights.
 
 Every package is exported once into --out (reused when present; export wall time and peak RSS are kept beside it).
-Then all configurations run interleaved, round by round (eager, peer-a, ours, ..., then again), 2 threads, the
-same prompt and the same number of greedy new tokens; the table has medians with min-max. Every run is a fresh
+Then all configurations run interleaved, round by round (eager, peer-a, ours, ..., then the same in reverse order,
+so no configuration always runs first or after the same neighbour), 2 threads, the same prompt and the same number
+of greedy new tokens; the table has medians with min-max, --json also keeps every round's numbers. Every run is a fresh
 process (benchmarks/side_by_side.py --worker) that loads its package, warms up on 8 tokens, then runs timed: no
 runtime shares a process, a thread pool or a heap with another, and no run inherits another's state.
 
@@ -261,7 +262,7 @@ def main() -> None:
     bandwidth = []
     for r in range(args.rounds):
         bandwidth.append(copy_bandwidth_gbs())
-        for name in info:
+        for name in (list(info) if r % 2 == 0 else list(info)[::-1]):  # A B C, C B A, ...: nobody always first
             spec = {"name": name, "path": info[name]["path"], "preset": preset, "random_weights": random_weights,
                     "own_runners": args.own_runners or random_weights, "prompt": prompt,
                     "new_tokens": args.new_tokens}
@@ -276,7 +277,8 @@ def main() -> None:
         rows.append({"config": name, "decode_tok_s": statistics.median(dec), "decode_min": min(dec),
                      "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "prefill_min": min(pre),
                      "prefill_max": max(pre), "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound,
-                     "new_tokens": len(rs[-1]["tokens"]), **{k: v for k, v in info[name].items() if k != "path"}})
+                     "new_tokens": len(rs[-1]["tokens"]), "decode_per_round": dec, "prefill_per_round": pre,
+                     **{k: v for k, v in info[name].items() if k != "path"}})
     add_peer_ratios(rows, results)
     print_table(rows, cfg, random_weights, args, bandwidth)
     from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path (top of file)

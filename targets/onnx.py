@@ -69,7 +69,6 @@ def export(compiled, args, out_dir, log) -> dict:
     from .onnx_quant import lower_quantized_weights
     from .onnx_last_logits import keep_last_logits
     from .onnx_skip_norm import fuse_skip_norms
-    from .split_projections import split_fused_ffn
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
     if ir.context < MIN_CONTEXT:
@@ -78,7 +77,6 @@ def export(compiled, args, out_dir, log) -> dict:
     t0 = time.perf_counter()
     form = explicit_cache_form(ir)
     skip_norms = fuse_skip_norms(form.gm)
-    ffn_split = split_fused_ffn(form.gm)  # two MatMulNBits beat one fused + Split in onnxruntime
     logits = getattr(args, "logits", "last")
     if logits == "last":
         keep_last_logits(form.gm)
@@ -114,7 +112,6 @@ def export(compiled, args, out_dir, log) -> dict:
                              "attention_mask": "int64 [1, past_length + sequence_length], all ones",
                              "positions": "past_length + arange(sequence_length)"},
                 "skip_norms_fused": skip_norms,
-                "ffn_projections_split": ffn_split,
                 "logits": logits,
                 "matmul_nbits_accuracy_level": accuracy_level,
                 "weight_lowering": quant_counts,

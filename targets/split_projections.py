@@ -4,8 +4,8 @@ Before:  %y = linear(%x, %W_1) ; split(%y, ffn, -1)                           (F
          %y = linear(%x, %W_qkv) ; view [1,T,H,hd] ; transpose(1,2) ; split_with_sizes([nq,nkv,nkv], 1)
 After:   linear(%x, %W_gate) ; linear(%x, %W_up)       /   linear(%x, %W_q) ; linear(%x, %W_k) ; linear(%x, %W_v)
 Exact: each output row is computed from the same weights as before. Why: XNNPACK cannot split a tensor of
-dynamic shape (ExecuTorch uses both rewrites), and onnxruntime runs a Split after a fused [gate; up] MatMulNBits
-slower than two MatMulNBits (ONNX uses the FFN one; its GroupQueryAttention takes the fused qkv as it is).
+dynamic shape, so ExecuTorch uses both rewrites. ONNX uses neither: GroupQueryAttention takes the fused qkv as it is,
+and onnxruntime runs one fused [gate; up] MatMulNBits + Split ~3% faster per decode token than two MatMulNBits.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def split_fused_projections(gm: torch.fx.GraphModule) -> int:
 
 
 def split_fused_ffn(gm: torch.fx.GraphModule) -> int:
-    """linear + split(-1) -> one linear per part (ONNX takes only this one: GroupQueryAttention reads fused qkv)."""
+    """linear + split(-1) -> one linear per part (the FFN's [gate; up])."""
     done = 0
     for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
         user = _only_user(lin)

@@ -205,10 +205,9 @@ def test_int4_graph_is_fused_and_fully_quantized(int4_package):
     # RoPE, the KV write and attention are one node per layer: no explicit cache concat, no RoPE arithmetic
     assert counts["com.microsoft.GroupQueryAttention"] == cfg.num_layers
     assert not {"Attention", "Concat", "Neg", "Slice", "Transpose", "Add"} & set(counts), counts
-    # qkv, out, gate, up, down per layer + the tied head; gate and up as two nodes (no Split after a fused one)
-    assert counts["com.microsoft.MatMulNBits"] == 5 * cfg.num_layers + 1
-    assert counts["Split"] == cfg.num_layers  # OpenELM's q/k/v head split before its q/k norms; none after the FFN
-    assert manifest["onnx"]["ffn_projections_split"] == cfg.num_layers
+    # qkv, out, [gate; up], down per layer + the tied head: the fused projections stay fused
+    assert counts["com.microsoft.MatMulNBits"] == 4 * cfg.num_layers + 1
+    assert counts["Split"] == 2 * cfg.num_layers  # OpenELM's q/k/v head split before its q/k norms; the FFN's halves
     import onnx
 
     graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph

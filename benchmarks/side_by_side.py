@@ -305,6 +305,7 @@ def add_peer_ratios(rows: list[dict], results: dict) -> None:
             ratios = [a[key] / b[key] for a, b in zip(results[row["config"]], results[peer])]
             row[f"{key.split('_')[0]}_x_peer"] = statistics.median(ratios)
             row[f"{key.split('_')[0]}_x_peer_range"] = (min(ratios), max(ratios))
+            row[f"{key.split('_')[0]}_rounds_ahead"] = sum(r > 1 for r in ratios)  # a sign count: robust to outliers
 
 
 def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
@@ -321,8 +322,9 @@ def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: li
         size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "-"
         rss = r.get("export_peak_rss_mib", "-")
         rss = "not recorded" if rss == -1 else rss
-        vs = {k: (f"{r[k + '_x_peer']:.2f} ({r[k + '_x_peer_range'][0]:.2f}-{r[k + '_x_peer_range'][1]:.2f})"
-                  if k + "_x_peer" in r else "-") for k in ("decode", "prefill")}
+        vs = {k: (f"{r[k + '_x_peer']:.2f} ({r[k + '_x_peer_range'][0]:.2f}-{r[k + '_x_peer_range'][1]:.2f}), "
+                  f"ahead {r[k + '_rounds_ahead']}/{args.rounds}" if k + "_x_peer" in r else "-")
+              for k in ("decode", "prefill")}
         print(f"| {r['config']} | {r['decode_tok_s']:.1f} ({r['decode_min']:.1f}-{r['decode_max']:.1f}) | {x} "
               f"| {vs['decode']} | {r['prefill_tok_s']:.0f} ({r['prefill_min']:.0f}-{r['prefill_max']:.0f}) "
               f"| {vs['prefill']} | {size} "

@@ -31,7 +31,7 @@ def apply_executorch_process_env(environ=None, modules=None) -> bool:
     """Set EXECUTORCH_PROCESS_ENV in this process (values the user set win) while MKL has not started yet.
 
     For a process that computes only with ExecuTorch (`elmexport generate PACKAGE.pte`): SmolLM2 8da4w decode goes
-    ~80 -> ~140 tok/s over 200 tokens. MKL starts when torch is imported, so this is a no-op once it is;
+    75-82 -> 117-143 tok/s over 200 tokens. MKL starts when torch is imported, so this is a no-op once it is;
     -> False when it came too late for a setting the user left unset.
     """
     import os

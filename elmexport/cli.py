@@ -154,7 +154,6 @@ def _cmd_generate(args) -> int:
     from .progress import console
 
     if args.package:
-        _prepare_process_for_package(args.package)
         runner, tok, template, system_prompt, where = _package_for_generate(args)
     else:
         from .validation.eager import EagerRunner
@@ -177,12 +176,11 @@ def _cmd_generate(args) -> int:
     return 0
 
 
-def _prepare_process_for_package(package: str) -> None:
+def _prepare_process_for_package(manifest: dict) -> None:
     """Thread settings a package's runtime needs, applied before torch (and with it MKL) is first imported."""
-    from .package import read_manifest
     from .validation.executorch_runner import apply_executorch_process_env
 
-    if read_manifest(package).get("target") == "executorch" and not apply_executorch_process_env():
+    if manifest.get("target") == "executorch" and not apply_executorch_process_env():
         from .progress import console
 
         console.log("note: torch was imported before the ExecuTorch program was opened, so MKL_NUM_THREADS=1 could "
@@ -193,12 +191,15 @@ def _package_for_generate(args):
     """Runner, tokenizer and chat settings of an exported package (its own runtime on this host)."""
     from pathlib import Path
 
-    from .models.config import ModelConfig
     from .package import read_manifest
+
+    manifest = read_manifest(args.package)
+    _prepare_process_for_package(manifest)  # before the imports below bring in torch
+
+    from .models.config import ModelConfig
     from .tokenizer import make_text_tokenizer, read_tokenizer_json
     from .validation.runners import open_package_runner
 
-    manifest = read_manifest(args.package)
     if not manifest.get("tokenizer"):
         raise ElmExportError(f"{args.package}: the package has no tokenizer.json (exported without one); "
                              f"re-export with --tokenizer PATH")

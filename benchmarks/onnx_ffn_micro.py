@@ -1,13 +1,17 @@
-"""The FFN's [gate; up] projection in onnxruntime: one fused MatMulNBits + Split, or two MatMulNBits?
+"""The FFN block in onnxruntime: fused [gate; up] MatMulNBits + Split, two MatMulNBits, or one QMoE node?
 
     python benchmarks/onnx_ffn_micro.py                  # SmolLM2-135M widths, 30 layers, one decode row
     python benchmarks/onnx_ffn_micro.py --dim 1280 --ffn 3584 --layers 16 --rounds 21
 
 Why this file: elmexport's ONNX lowering keeps fused projections fused (targets/split_projections.py is used by
-ExecuTorch only). This chain of `layers` FFN blocks (x + down(silu(gate(x)) * up(x)), int4 block-32 MatMulNBits,
-accuracy_level 4, 2 threads, one row as in decode) times the two layouts against each other, interleaved round by
-round; onnxruntime turns Sigmoid + Mul into QuickGelu in both. Random weights: the kernels' time does not depend
-on the values. Prints the median (min-max) over rounds of each round's median step, per layer.
+ExecuTorch only). This chain of `layers` FFN blocks (x + down(silu(gate(x)) * up(x)), int4 block-32, accuracy_level
+4, 2 threads, one row as in decode) times the layouts against each other, interleaved round by round; onnxruntime
+turns Sigmoid + Mul into QuickGelu in the MatMulNBits layouts. The third layout is the only fused FFN kernel
+onnxruntime's CPU provider has: com.microsoft QMoE with one expert (k=1, so the routing weight is exactly 1),
+interleaved SwiGLU (alpha 1, beta 0, no limit: silu(gate) * up) and the same int4 codes and scales, which replaces
+five nodes by one. The script first checks that all layouts compute the same block (T = 1 and T = 16), then times
+them. Random weights: the kernels' time does not depend on the values. Prints the median (min-max) over rounds of
+each round's median step, per layer.
 """
 
 from __future__ import annotations
@@ -23,42 +27,91 @@ from onnx import TensorProto, helper, numpy_helper
 BLOCK = 32
 
 
-def _int4_weight(name: str, k: int, n: int, inits: list, rng) -> list[str]:
+def _int4_codes(k: int, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Random int4 codes [n, k/32, 16] (two per byte, as MatMulNBits packs them) and fp32 scales [n, k/32]."""
     blocks = k // BLOCK
-    inits.append(numpy_helper.from_array(rng.integers(0, 255, (n, blocks, BLOCK // 2), dtype=np.uint8), name + "_B"))
-    inits.append(numpy_helper.from_array(rng.random((n, blocks), dtype=np.float32) * 0.002, name + "_S"))
-    return [name + "_B", name + "_S"]
+    return (rng.integers(0, 255, (n, blocks, BLOCK // 2), dtype=np.uint8),
+            rng.random((n, blocks), dtype=np.float32) * 0.002)
 
 
-def _matmul(x: str, name: str, k: int, n: int, nodes: list, inits: list, rng) -> str:
-    nodes.append(helper.make_node("MatMulNBits", [x, *_int4_weight(name, k, n, inits, rng)], [name],
-                                  domain="com.microsoft", K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=4))
+def _matmul(x: str, name: str, codes, scales, nodes: list, inits: list) -> str:
+    n, blocks, _ = codes.shape
+    inits += [numpy_helper.from_array(codes, name + "_B"), numpy_helper.from_array(scales, name + "_S")]
+    nodes.append(helper.make_node("MatMulNBits", [x, name + "_B", name + "_S"], [name], domain="com.microsoft",
+                                  K=blocks * BLOCK, N=n, bits=4, block_size=BLOCK, accuracy_level=4))
     return name
 
 
-def ffn_chain(fused: bool, dim: int, ffn: int, layers: int, seed: int = 0):
-    """-> ONNX model: `layers` residual FFN blocks with [gate; up] fused (+ Split) or as two MatMulNBits."""
+def _qmoe(x: str, p: str, gate, up, down, nodes: list, inits: list) -> str:
+    """One QMoE node: a single expert whose FC1 rows interleave gate and up (swiglu_fusion=1), FC2 = down."""
+    (g, gs), (u, us), (d, ds) = gate, up, down
+    fc1 = np.stack([g, u], 1).reshape(2 * g.shape[0], -1)[None]         # rows g0, u0, g1, u1, ...
+    fc1_scales = np.stack([gs, us], 1).reshape(2 * g.shape[0], -1)[None]
+    inits += [numpy_helper.from_array(fc1, p + "fc1"), numpy_helper.from_array(fc1_scales, p + "fc1_S"),
+              numpy_helper.from_array(d.reshape(d.shape[0], -1)[None], p + "fc2"),
+              numpy_helper.from_array(ds[None], p + "fc2_S")]
+    nodes.append(helper.make_node("QMoE", [x, "router", p + "fc1", p + "fc1_S", "", p + "fc2", p + "fc2_S"],
+                                  [p + "ffn"], domain="com.microsoft", k=1, activation_type="swiglu",
+                                  swiglu_fusion=1, expert_weight_bits=4, block_size=BLOCK, accuracy_level=4,
+                                  normalize_routing_weights=0))
+    return p + "ffn"
+
+
+def _router_logits(nodes: list, inits: list) -> None:
+    """router [B*T, 1] of zeros from x's shape, once per forward: one expert gets softmax weight exactly 1."""
+    inits += [numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
+              numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "rows_by_one"),
+              numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero")]
+    nodes += [helper.make_node("ReduceSum", ["x", "last_axis"], ["x_sum"], keepdims=1),
+              helper.make_node("Mul", ["x_sum", "zero"], ["x_zero"]),
+              helper.make_node("Reshape", ["x_zero", "rows_by_one"], ["router"])]
+
+
+LAYOUTS = ("two MatMulNBits", "fused + Split", "QMoE (1 expert)")
+
+
+def ffn_chain(layout: str, dim: int, ffn: int, layers: int, seed: int = 0):
+    """-> ONNX model: `layers` residual FFN blocks in one of LAYOUTS; the same codes and scales for every layout."""
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "x"
+    if layout == "QMoE (1 expert)":
+        _router_logits(nodes, inits)
     for i in range(layers):
         p = f"l{i}_"
-        if fused:
-            both = _matmul(x, p + "gate_up", dim, 2 * ffn, nodes, inits, rng)
-            inits.append(numpy_helper.from_array(np.array([ffn, ffn], dtype=np.int64), p + "sizes"))
-            nodes.append(helper.make_node("Split", [both, p + "sizes"], [p + "gate", p + "up"], axis=-1))
-            gate, up = p + "gate", p + "up"
+        gate, up, down = _int4_codes(dim, ffn, rng), _int4_codes(dim, ffn, rng), _int4_codes(ffn, dim, rng)
+        if layout == "QMoE (1 expert)":
+            out = _qmoe(x, p, gate, up, down, nodes, inits)
         else:
-            gate = _matmul(x, p + "gate", dim, ffn, nodes, inits, rng)
-            up = _matmul(x, p + "up", dim, ffn, nodes, inits, rng)
-        nodes += [helper.make_node("Sigmoid", [gate], [p + "sig"]),
-                  helper.make_node("Mul", [gate, p + "sig"], [p + "silu"]),
-                  helper.make_node("Mul", [p + "silu", up], [p + "h"])]
-        down = _matmul(p + "h", p + "down", ffn, dim, nodes, inits, rng)
-        nodes.append(helper.make_node("Add", [x, down], [p + "out"]))
+            if layout == "fused + Split":
+                both = _matmul(x, p + "gate_up", np.concatenate([gate[0], up[0]]), np.concatenate([gate[1], up[1]]),
+                               nodes, inits)
+                inits.append(numpy_helper.from_array(np.array([ffn, ffn], dtype=np.int64), p + "sizes"))
+                nodes.append(helper.make_node("Split", [both, p + "sizes"], [p + "gate", p + "up"], axis=-1))
+                g, u = p + "gate", p + "up"
+            else:
+                g, u = _matmul(x, p + "gate", *gate, nodes, inits), _matmul(x, p + "up", *up, nodes, inits)
+            nodes += [helper.make_node("Sigmoid", [g], [p + "sig"]),
+                      helper.make_node("Mul", [g, p + "sig"], [p + "silu"]),
+                      helper.make_node("Mul", [p + "silu", u], [p + "h"])]
+            out = _matmul(p + "h", p + "down", *down, nodes, inits)
+        nodes.append(helper.make_node("Add", [x, out], [p + "out"]))
         x = p + "out"
-    graph = helper.make_graph(nodes, "ffn_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, dim])],
+    graph = helper.make_graph(nodes, "ffn_chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T", dim])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+
+
+def check_same_block(sessions: dict, dim: int) -> None:
+    """Every layout must compute the same chain, or its timing means nothing."""
+    for t in (1, 16):
+        x = {"x": np.random.default_rng(t).standard_normal((1, t, dim), dtype=np.float32) * 0.1}
+        outs = {name: s.run(None, x)[0] for name, s in sessions.items()}
+        ref = outs[LAYOUTS[0]]
+        for name, out in outs.items():
+            err = float(np.abs(out - ref).max())
+            if err > 1e-4 * max(1.0, float(np.abs(ref).max())):
+                raise SystemExit(f"{name} differs from {LAYOUTS[0]} by {err:.2e} at T={t}")
 
 
 def main(argv=None) -> int:
@@ -74,9 +127,9 @@ def main(argv=None) -> int:
         ap.error(f"--dim and --ffn must be multiples of the int4 block ({BLOCK})")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-    layouts = {"two MatMulNBits": False, "fused + Split": True}
-    sessions = {name: ort.InferenceSession(ffn_chain(fused, args.dim, args.ffn, args.layers).SerializeToString(),
-                                           opts, providers=["CPUExecutionProvider"]) for name, fused in layouts.items()}
+    sessions = {name: ort.InferenceSession(ffn_chain(name, args.dim, args.ffn, args.layers).SerializeToString(),
+                                           opts, providers=["CPUExecutionProvider"]) for name in LAYOUTS}
+    check_same_block(sessions, args.dim)
     x = {"x": np.random.default_rng(1).standard_normal((1, 1, args.dim), dtype=np.float32)}
     for s in sessions.values():
         for _ in range(20):

@@ -50,6 +50,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from paired_stats import paired_ratios  # noqa: E402
 from timed_run import log_tail, run_measured  # noqa: E402
 
 BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
@@ -295,17 +296,18 @@ def main() -> None:
 
 
 def add_peer_ratios(rows: list[dict], results: dict) -> None:
-    """Median over rounds of (ours / the peer of the same runtime), decode and prefill: a ratio taken within each
-    round cancels most of the load that the shared box puts on both alike."""
+    """Per-round ratios ours / the peer of the same runtime, decode and prefill (benchmarks/paired_stats.py): a ratio
+    taken within each round cancels most of the load that the shared box puts on both alike."""
     for row in rows:
         peer = next((p for p, (target, _) in PEERS.items() if row["config"].startswith(target + ":")), None)
         if peer is None or peer not in results:
             continue
         for key in ("decode_tok_s", "prefill_tok_s"):
-            ratios = [a[key] / b[key] for a, b in zip(results[row["config"]], results[peer])]
-            row[f"{key.split('_')[0]}_x_peer"] = statistics.median(ratios)
-            row[f"{key.split('_')[0]}_x_peer_range"] = (min(ratios), max(ratios))
-            row[f"{key.split('_')[0]}_rounds_ahead"] = sum(r > 1 for r in ratios)  # a sign count: robust to outliers
+            s = paired_ratios([a[key] for a in results[row["config"]]], [b[key] for b in results[peer]])
+            kind = key.split("_")[0]
+            row[f"{kind}_x_peer"], row[f"{kind}_x_peer_range"] = s["median"], (s["min"], s["max"])
+            row[f"{kind}_rounds_ahead"] = s["ahead"]
+            row[f"{kind}_vs_peer"] = {"peer": peer, **s}
 
 
 def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
@@ -330,6 +332,12 @@ def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: li
               f"| {vs['prefill']} | {size} "
               f"| {r.get('export_s', '-')} | {rss} | {r['bound_tok_s']:.0f} "
               f"| {100 * r['fraction_of_bound']:.0f}% |")
+    paired = [(r["config"], k, r[f"{k}_vs_peer"]) for r in rows for k in ("decode", "prefill") if f"{k}_vs_peer" in r]
+    if paired:
+        print("\nOurs / peer, per round (benchmarks/paired_stats.py): geometric mean (95% CI), one-sided sign test")
+    for config, kind, s in paired:
+        print(f"  {config} {kind} vs {s['peer']}: {s['geomean']:.3f} ({s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}), "
+              f"ahead {s['ahead']}/{s['rounds']}, p = {s['sign_p']:.3g}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ of greedy new tokens; the table has medians with min-max, --json also keeps ever
 process (benchmarks/side_by_side.py --worker) that loads its package, warms up on 8 tokens, then runs timed: no
 runtime shares a process, a thread pool or a heap with another, and no run inherits another's state.
 
+Ours against a peer is judged per round (the two run next to each other): the table's "x peer" column is the median
+of the per-round ratios, and below the table come their geometric mean with a 95% confidence interval and a
+one-sided sign test (benchmarks/paired_stats.py). One run swings +-20% on a shared box; a lead of a few percent
+needs ~60 rounds before its interval clears 1.
+
 Thread settings, the same for ours and the peer of each runtime: 2 threads everywhere. ExecuTorch processes run
 with MKL_NUM_THREADS=1 (runtime_env): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
 resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --

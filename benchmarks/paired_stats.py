@@ -9,6 +9,8 @@ ours / peer, not in two medians taken apart. `paired_ratios` summarises them thr
   interval above 1 says the lead is larger than the round-to-round noise,
 - a one-sided sign test (exact binomial): the chance of seeing at least this many rounds ahead if both packages
   were equally fast. It ignores how far ahead, so it is robust to a few wild rounds.
+
+    python benchmarks/paired_stats.py RUN.json [RUN.json ...]   # pool the rounds of side_by_side --json files
 """
 
 from __future__ import annotations
@@ -38,3 +40,33 @@ def paired_ratios(ours: list[float], peer: list[float]) -> dict:
     return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
             "ahead": ahead, "rounds": len(ratios), "geomean": math.exp(mean),
             "ci95": (math.exp(mean - half), math.exp(mean + half)), "sign_p": sign_test_p(ahead, len(ratios))}
+
+
+PAIRS = (("onnx:int4", "peer-a"), ("executorch:8da4w", "peer-b"))
+
+
+def pool_runs(paths: list[str]) -> dict:
+    """Per-round ratios of every ours/peer pair found in side_by_side --json files, pooled over the files."""
+    import json
+    from pathlib import Path
+
+    pooled = {}
+    for path in paths:
+        rows = {r["config"]: r for r in json.loads(Path(path).read_text())["rows"]}
+        for ours, peer in PAIRS:
+            if ours in rows and peer in rows:
+                for kind in ("decode", "prefill"):
+                    a, b = pooled.setdefault((ours, peer, kind), ([], []))
+                    a += rows[ours][f"{kind}_per_round"]
+                    b += rows[peer][f"{kind}_per_round"]
+    return {key: paired_ratios(a, b) for key, (a, b) in pooled.items()}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python benchmarks/paired_stats.py RUN.json [RUN.json ...]  (side_by_side --json files)")
+    for (ours, peer, kind), s in pool_runs(sys.argv[1:]).items():
+        print(f"{ours} {kind} vs {peer}, {s['rounds']} rounds pooled: {s['geomean']:.3f} "
+              f"(95% CI {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}), ahead {s['ahead']}/{s['rounds']}, p = {s['sign_p']:.3g}")

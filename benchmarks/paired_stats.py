@@ -19,6 +19,12 @@ import math
 import statistics
 
 Z95 = 1.959964  # two-sided 95% quantile of the standard normal
+PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}  # peer config -> (target, quant) it builds
+
+
+def peer_of(config: str) -> str | None:
+    """The peer a config of ours ("onnx:int4", "executorch:none", ...) is judged against: the one of its runtime."""
+    return next((peer for peer, (target, _) in PEERS.items() if config.startswith(target + ":")), None)
 
 
 def sign_test_p(ahead: int, rounds: int) -> float:
@@ -42,19 +48,17 @@ def paired_ratios(ours: list[float], peer: list[float]) -> dict:
             "ci95": (math.exp(mean - half), math.exp(mean + half)), "sign_p": sign_test_p(ahead, len(ratios))}
 
 
-PAIRS = (("onnx:int4", "peer-a"), ("executorch:8da4w", "peer-b"))
-
-
 def pool_runs(paths: list[str]) -> dict:
-    """Per-round ratios of every ours/peer pair found in side_by_side --json files, pooled over the files."""
+    """Per-round ratios of every config of ours against its peer in side_by_side --json files, pooled over the files."""
     import json
     from pathlib import Path
 
     pooled = {}
     for path in paths:
         rows = {r["config"]: r for r in json.loads(Path(path).read_text())["rows"]}
-        for ours, peer in PAIRS:
-            if ours in rows and peer in rows:
+        for ours in rows:
+            peer = peer_of(ours)
+            if peer in rows:
                 for kind in ("decode", "prefill"):
                     a, b = pooled.setdefault((ours, peer, kind), ([], []))
                     a += rows[ours][f"{kind}_per_round"]

@@ -55,11 +55,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from paired_stats import paired_ratios  # noqa: E402
+from paired_stats import PEERS, paired_ratios, peer_of  # noqa: E402
 from timed_run import log_tail, run_measured  # noqa: E402
 
 BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
-PEERS = {"peer-a": ("onnx", "int4"), "peer-b": ("executorch", "8da4w")}
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -304,15 +303,12 @@ def add_peer_ratios(rows: list[dict], results: dict) -> None:
     """Per-round ratios ours / the peer of the same runtime, decode and prefill (benchmarks/paired_stats.py): a ratio
     taken within each round cancels most of the load that the shared box puts on both alike."""
     for row in rows:
-        peer = next((p for p, (target, _) in PEERS.items() if row["config"].startswith(target + ":")), None)
-        if peer is None or peer not in results:
+        peer = peer_of(row["config"])
+        if peer not in results:
             continue
         for key in ("decode_tok_s", "prefill_tok_s"):
             s = paired_ratios([a[key] for a in results[row["config"]]], [b[key] for b in results[peer]])
-            kind = key.split("_")[0]
-            row[f"{kind}_x_peer"], row[f"{kind}_x_peer_range"] = s["median"], (s["min"], s["max"])
-            row[f"{kind}_rounds_ahead"] = s["ahead"]
-            row[f"{kind}_vs_peer"] = {"peer": peer, **s}
+            row[f"{key.split('_')[0]}_vs_peer"] = {"peer": peer, **s}
 
 
 def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
@@ -329,9 +325,8 @@ def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: li
         size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "-"
         rss = r.get("export_peak_rss_mib", "-")
         rss = "not recorded" if rss == -1 else rss
-        vs = {k: (f"{r[k + '_x_peer']:.2f} ({r[k + '_x_peer_range'][0]:.2f}-{r[k + '_x_peer_range'][1]:.2f}), "
-                  f"ahead {r[k + '_rounds_ahead']}/{args.rounds}" if k + "_x_peer" in r else "-")
-              for k in ("decode", "prefill")}
+        vs = {k: (f"{v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f}), ahead {v['ahead']}/{v['rounds']}"
+                  if (v := r.get(k + "_vs_peer")) else "-") for k in ("decode", "prefill")}
         print(f"| {r['config']} | {r['decode_tok_s']:.1f} ({r['decode_min']:.1f}-{r['decode_max']:.1f}) | {x} "
               f"| {vs['decode']} | {r['prefill_tok_s']:.0f} ({r['prefill_min']:.0f}-{r['prefill_max']:.0f}) "
               f"| {vs['prefill']} | {size} "

@@ -213,6 +213,7 @@ def _cmd_export(args) -> int:
     import time
     from pathlib import Path
 
+    from .passes.quant_config import load_quant_config
     from .passes.report import print_pass_table
     from .pipeline import build_ir
     from .progress import console
@@ -222,7 +223,10 @@ def _cmd_export(args) -> int:
     if hasattr(module, "check_arguments"):
         module.check_arguments(args)  # bad options fail before the slow steps
     t0 = time.perf_counter()
-    compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), args.quant, args.passes, args.dump_ir,
+    quant = load_quant_config(args.quant)
+    if hasattr(module, "adapt_quant"):
+        quant = module.adapt_quant(quant)  # the target's kernels constrain how weights are quantized
+    compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), quant, args.passes, args.dump_ir,
                         log=console.log)
     print_pass_table(compiled.reports)
     compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies

@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args, log) -> int:
+    from .passes.quant_config import load_quant_config
     from .pipeline import build_ir
     from .targets.registry import TARGETS, target_module
     from .validation.report import write_reports
@@ -50,12 +51,16 @@ def run(args, log) -> int:
     for target in targets:
         quant = TARGET_QUANT[target]
         t0 = time.perf_counter()
-        if quant not in compiled_by_quant:
-            compiled_by_quant[quant] = build_ir(ModelSpec(), quant, log=log, loaded=loaded)
-        compiled = compiled_by_quant[quant]
+        module = target_module(target)
+        qconfig = load_quant_config(quant)
+        if hasattr(module, "adapt_quant"):
+            qconfig = module.adapt_quant(qconfig)
+        key = repr(qconfig)  # targets share an IR only when they quantize alike
+        if key not in compiled_by_quant:
+            compiled_by_quant[key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
+        compiled = compiled_by_quant[key]
         pkg = out_root / f"{loaded.cfg.name}-{target}-{quant}"
         log(f"[{target}] exporting {quant} -> {pkg}")
-        module = target_module(target)
         export_args = argparse.Namespace(prefill_chunk=64, quant=quant)
         for action in _target_defaults(module):
             setattr(export_args, action.dest, action.default)

@@ -46,6 +46,7 @@ class QuantConfig:
     default: WeightQuant
     embedding: WeightQuant
     overrides: list[tuple[str, WeightQuant]] = field(default_factory=list)
+    positive_scales: bool = False  # set by targets whose kernels reject negative scales (XNNPACK): see quant_math
 
     def for_module(self, module_name: str) -> WeightQuant:
         if module_name in ("token_embeddings", "lm_head"):
@@ -64,11 +65,13 @@ class QuantConfig:
         """Inverse of to_dict (what a package manifest stores)."""
         overrides = [(o["pattern"], WeightQuant(**{k: v for k, v in o.items() if k != "pattern"}))
                      for o in d.get("overrides", [])]
-        return cls(d["name"], WeightQuant(**d["default"]), WeightQuant(**d["embedding"]), overrides)
+        return cls(d["name"], WeightQuant(**d["default"]), WeightQuant(**d["embedding"]), overrides,
+                   d.get("positive_scales", False))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "default": asdict(self.default), "embedding": asdict(self.embedding),
-                "overrides": [{"pattern": p, **asdict(q)} for p, q in self.overrides]}
+                "overrides": [{"pattern": p, **asdict(q)} for p, q in self.overrides],
+                "positive_scales": self.positive_scales}
 
 
 PRESETS = {

@@ -1,8 +1,9 @@
-"""quantize_linear: int4 / int8 symmetric weights, per-block (default block 32) or per-channel.
+"""quantize_linear: int4 / int8 symmetric weights over the full signed range, per-block (default block 32) or
+per-channel.
 
 Before:  %y = aten.linear.default(%x, %W)                      %e = aten.embedding.default(%W, %ids)
 After:   %y = elm.quantized_linear(%x, %q, %s, block, bits)    %e = elm.quantized_embedding(%q, %s, %ids, block, bits)
-with %q int8 codes in [-(2^(b-1)-1), 2^(b-1)-1] and %s fp16 scales [out, in/block] (elmexport/ir/quant_math.py).
+with %q int8 codes in [-2^(b-1), 2^(b-1)-1] and %s fp16 scales [out, in/block] (elmexport/ir/quant_math.py).
 """
 
 from __future__ import annotations
@@ -25,5 +26,5 @@ class QuantizeLinear(WeightQuantPass):
     def encode(self, w, q, where):
         block = q.block_size or w.shape[1]
         check_divisible(w.shape[1], block, "in_features", where)
-        qweight, scales = quantize_blockwise(w, q.bits, block)
+        qweight, scales = quantize_blockwise(w, q.bits, block, self.config.positive_scales)
         return [qweight, scales], [block, q.bits]

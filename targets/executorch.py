@@ -50,6 +50,13 @@ def add_arguments(p) -> None:
                         "LLM runners read; the head then runs once per prefill chunk instead of once per token)")
 
 
+def adapt_quant(config):
+    """XNNPACK rejects negative weight scales (ExecuTorch cannot load such a program): quantize with positive ones."""
+    import dataclasses
+
+    return dataclasses.replace(config, positive_scales=True)
+
+
 def check_arguments(args) -> None:
     """Everything that can be checked before loading weights; raises one-line ElmExportErrors."""
     from ..passes.quant_config import load_quant_config

@@ -1,6 +1,6 @@
 """The IR's block-quantized weights -> MatMulNBits / GatherBlockQuantized layout, code for code.
 
-Before (quantize_linear's output; codes int8 in [-7, 7] or [-127, 127], fp16 scales [N, K/block]):
+Before (quantize_linear's output; codes int8 in [-8, 7] or [-128, 127], fp16 scales [N, K/block]):
     %q, %s = get_attr[...weight_qweight], get_attr[...weight_scales]
     %y = elm.quantized_linear(%x, %q, %s, block, bits)           %e = elm.quantized_embedding(%q, %s, %ids, block, bits)
 After:

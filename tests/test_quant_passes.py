@@ -38,14 +38,48 @@ def test_int4_blockwise_codes_scales_and_error():
         s = ir.gm.get_buffer(node.args[2].target)
         block, bits = node.args[3], node.args[4]
         assert (block, bits) == (32, 4) and q.dtype == torch.int8 and s.dtype == torch.float16
-        assert q.min() >= -7 and q.max() <= 7 and s.shape == (q.shape[0], q.shape[1] // 32)
+        assert q.min() >= -8 and q.max() <= 7 and s.shape == (q.shape[0], q.shape[1] // 32)
+        assert (q == -8).any(dim=1).all()  # every row's blocks use the full range: their extreme is the -8 code
         name = node.args[1].target.removesuffix("_qweight")
         w = originals.get(name, originals["token_embeddings.weight"])
         deq = dequantize_blockwise(q, s, 32)
-        # independent bound: round-to-nearest error is at most half a step of each block's scale
-        step = s.float().repeat_interleave(32, dim=1)
-        assert ((deq - w).abs() <= step / 2 + 1e-6).all()
+        # independent bound: round-to-nearest error is at most half a step of each block's scale, except where
+        # the top code (7) clamps a value of the opposite sign to the block's extreme: at most one step there (plus
+        # the fp16 rounding of the scale, 8 * 2^-11 of a step)
+        step = s.float().abs().repeat_interleave(32, dim=1)
+        err = (deq - w).abs()
+        assert (err <= step * (1 + 2 ** -7) + 1e-6).all() and (err[q < 7] <= step[q < 7] / 2 + 1e-6).all()
     assert reports[-1].changed["tied_shared"] == 1
+
+
+@pytest.mark.parametrize("positive_scales", [False, True])
+def test_int4_block_extremes_are_exact(positive_scales):
+    """Each block's largest-magnitude weight is a code times the (fp16) scale: -8 * s, or +-7 * s with positive
+    scales (ExecuTorch's grid, [-7, 7])."""
+    from elmexport.ir.quant_math import quantize_blockwise
+
+    w = torch.randn(48, 128, generator=torch.Generator().manual_seed(3))
+    q, s = quantize_blockwise(w, 4, 32, positive_scales=positive_scales)
+    assert q.min() >= (-7 if positive_scales else -8) and q.max() <= 7
+    assert bool((s > 0).all()) if positive_scales else bool((s < 0).any() and (s > 0).any())
+    blocks, codes = w.reshape(48, 4, 32), q.reshape(48, 4, 32)
+    at = blocks.abs().argmax(-1, keepdim=True)
+    extreme_codes = codes.gather(-1, at).squeeze(-1)
+    sign = torch.sign(blocks.gather(-1, at).squeeze(-1)).long()
+    expected = sign * 7 if positive_scales else torch.full_like(sign, -8)
+    assert torch.equal(extreme_codes.long(), expected)
+    deq = dequantize_blockwise(q, s, 32).reshape(48, 4, 32).gather(-1, at).squeeze(-1)
+    assert torch.allclose(deq, blocks.gather(-1, at).squeeze(-1), rtol=2 ** -10)  # only the scale's fp16 rounding
+
+
+def test_positive_scales_survive_the_manifest_round_trip():
+    from elmexport.passes.quant_config import QuantConfig
+    from elmexport.targets.executorch import adapt_quant
+
+    config = adapt_quant(load_quant_config("8da4w"))
+    assert config.positive_scales and QuantConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert not QuantConfig.from_dict({k: v for k, v in load_quant_config("int4").to_dict().items()
+                                      if k != "positive_scales"}).positive_scales  # manifests written before
 
 
 def test_tied_table_quantized_once_and_shared():

@@ -49,7 +49,7 @@ def dequantize_blockwise(qweight: Tensor, scales: Tensor, block_size: int) -> Te
 
 @torch.library.custom_op("elm::quantized_linear", mutates_args=())
 def quantized_linear(x: Tensor, qweight: Tensor, scales: Tensor, block_size: int, bits: int) -> Tensor:
-    """y = x @ dequantize(qweight, scales).T; qweight int8 holding `bits`-bit signed values in [-(2^(b-1)-1), 2^(b-1)-1]."""
+    """y = x @ dequantize(qweight, scales).T; qweight int8 holding `bits`-bit signed values in [-2^(b-1), 2^(b-1)-1]."""
     return torch.nn.functional.linear(x, dequantize_blockwise(qweight, scales, block_size).to(x.dtype))
 
 

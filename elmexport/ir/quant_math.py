@@ -10,15 +10,33 @@ from __future__ import annotations
 import torch
 
 
-def quantize_blockwise(w: torch.Tensor, bits: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-block quantization: q in [-(2^(b-1)-1), 2^(b-1)-1] (int8 storage), fp16 scales [out, in/block]."""
+def quantize_blockwise(w: torch.Tensor, bits: int, block_size: int,
+                       positive_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-block quantization over the full signed range: q in [-2^(b-1), 2^(b-1)-1] (int8 storage), fp16
+    scales [out, in/block].
+
+    Each block's largest-magnitude weight maps to -2^(b-1) exactly (the scale takes that weight's opposite sign, so
+    a scale may be negative), which puts all 16 int4 levels to use; the former [-7, 7] grid left one unused and
+    its step was 8/7 as coarse. SmolLM2-135M-Instruct int4 perplexity on GPL-3: 34.19 -> 30.98, which is also what
+    onnxruntime's own blockwise quantizer reaches (its builder's package: 30.99). Negative scales are plain
+    arithmetic for the IR kernels, Core ML's constexpr ops and MatMulNBits. XNNPACK refuses negative scales
+    (ExecuTorch then cannot load the program), and with positive scales its groupwise int4 kernels did not reproduce
+    programs that use the -8 code (2.5e-3 vs the <= 1e-4 they match otherwise, tests/test_executorch_target.py), so
+    `positive_scales` keeps the former grid for ExecuTorch: scale = max |w| / (2^(b-1)-1), q in [-7, 7].
+    """
     out_f, in_f = w.shape
     if in_f % block_size:
         raise ValueError(f"in_features {in_f} is not a multiple of block_size {block_size}")
-    qmax = 2 ** (bits - 1) - 1
+    lowest, highest = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     blocks = w.float().reshape(out_f, in_f // block_size, block_size)
-    scales = (blocks.abs().amax(dim=-1) / qmax).clamp_min(1e-8).to(torch.float16)
-    q = torch.round(blocks / scales.float().unsqueeze(-1)).clamp(-qmax, qmax).to(torch.int8)
+    extreme = blocks.gather(-1, blocks.abs().argmax(dim=-1, keepdim=True)).squeeze(-1)
+    if positive_scales:
+        lowest = -highest
+        scales = (extreme.abs() / highest).to(torch.float16)
+    else:
+        scales = (extreme / lowest).to(torch.float16)
+    safe = torch.where(scales == 0, torch.ones_like(scales), scales).float().unsqueeze(-1)  # all-zero blocks: q = 0
+    q = torch.round(blocks / safe).clamp(lowest, highest).to(torch.int8)
     return q.reshape(out_f, in_f), scales
 
 

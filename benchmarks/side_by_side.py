@@ -35,8 +35,8 @@ resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside eac
 55 us per call at ~190 cached positions). The memory bandwidth is
 measured in every round (large memcpy, read + write). The bound column is bandwidth / bytes of weights read per
 decoded token, counted from the config: every matrix a decode step multiplies by (all linears and the LM head) at
-4 bytes per weight for fp32, and 0.5 byte + one 16-bit scale per 32 weights for 4-bit packages (the smallest
-4-bit layout; ONNX's fp32 scales read slightly more). The RMSNorm micro-benchmark (benchmarks/rmsnorm_micro.py)
+4 bytes per weight for fp32, and 0.5 byte + one 16-bit scale per block for 4-bit packages (blocks of 32; our
+int4 preset's layers use blocks of 64; ONNX's fp32 scales read slightly more). The RMSNorm micro-benchmark (benchmarks/rmsnorm_micro.py)
 follows the table.
 """
 
@@ -58,7 +58,9 @@ sys.path.insert(0, str(HERE))
 from paired_stats import PEERS, paired_ratios, peer_of  # noqa: E402
 from timed_run import log_tail, run_measured  # noqa: E402
 
-BYTES_PER_WEIGHT = {"none": 4.0, "int8": 1.0 + 2 / 32, "int4": 0.5 + 2 / 32, "8da4w": 0.5 + 2 / 32}
+# bytes per weight (layers, LM head) for each quant preset, peers included (both peers quantize in blocks of 32)
+BYTES_PER_WEIGHT = {"none": (4.0, 4.0), "int8": (1.0 + 2 / 32, 1.0 + 2 / 32), "int4": (0.5 + 2 / 64, 0.5 + 2 / 32),
+                    "8da4w": (0.5 + 2 / 32, 0.5 + 2 / 32)}
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -99,10 +101,10 @@ def export_package(target: str, quant: str, model_args: list[str], out: Path) ->
 def decode_weight_bytes(cfg, quant: str) -> float:
     """Bytes of weights one decode step reads: every linear of every layer plus the LM head (see docstring)."""
     d, hd = cfg.model_dim, cfg.head_dim
-    weights = cfg.vocab_size * d + sum(
-        d * (cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * hd + cfg.num_query_heads[i] * hd * d
-        + 3 * d * cfg.ffn_dims[i] for i in range(cfg.num_layers))
-    return weights * BYTES_PER_WEIGHT[quant]
+    layers = sum(d * (cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * hd + cfg.num_query_heads[i] * hd * d
+                 + 3 * d * cfg.ffn_dims[i] for i in range(cfg.num_layers))
+    per_layer_weight, per_head_weight = BYTES_PER_WEIGHT[quant]
+    return layers * per_layer_weight + cfg.vocab_size * d * per_head_weight
 
 
 class RunnerGenerator:
@@ -257,7 +259,7 @@ def main() -> None:
         elif name in PEERS:
             if random_weights:
                 raise SystemExit(f"{name} builds SmolLM2 only: pass --model smollm2-135m-instruct")
-            info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1])
+            info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1], bytes_as="8da4w")  # blocks of 32
         else:
             target, quant = name.split(":")
             info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
@@ -278,12 +280,12 @@ def main() -> None:
     for name, rs in results.items():
         dec = [x["decode_tok_s"] for x in rs]
         pre = [x["prefill_tok_s"] for x in rs]
-        bound = bw * 1e9 / decode_weight_bytes(cfg, info[name]["quant"])
+        bound = bw * 1e9 / decode_weight_bytes(cfg, info[name].get("bytes_as", info[name]["quant"]))
         rows.append({"config": name, "decode_tok_s": statistics.median(dec), "decode_min": min(dec),
                      "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "prefill_min": min(pre),
                      "prefill_max": max(pre), "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound,
                      "new_tokens": len(rs[-1]["tokens"]), "decode_per_round": dec, "prefill_per_round": pre,
-                     **{k: v for k, v in info[name].items() if k != "path"}})
+                     **{k: v for k, v in info[name].items() if k not in ("path", "bytes_as")}})
     add_peer_ratios(rows, results)
     print_table(rows, cfg, random_weights, args, bandwidth)
     from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path (top of file)

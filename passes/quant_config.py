@@ -8,7 +8,8 @@ A config file looks like:
       "layers.0.*":  {mode: int8}
       "layers.15.*": {mode: none}
 
-Modes: none, int8, int4 (symmetric, per-block `block_size` or per-channel with `block_size: 0`) and
+Modes: none, int8, int4 (symmetric, per-block `block_size` (`fallback_block_size` where it does not divide a
+weight's input width) or per-channel with `block_size: 0`) and
 palettize2/3/4/6/8 (k-means LUT, per-grouped-channel `group_size` or per-tensor with `group_size: 0`).
 """
 
@@ -30,6 +31,14 @@ class WeightQuant:
     mode: str = "none"
     block_size: int = 32  # linear modes: 0 = per-channel
     group_size: int = 16  # palettize modes: output channels per LUT; 0 = per-tensor
+    fallback_block_size: int = 0  # linear modes: used where block_size does not divide a weight's input width
+
+    def block_for(self, in_features: int) -> int:
+        """The block a weight with `in_features` inputs is quantized in (in_features itself = per-channel)."""
+        block = self.block_size or in_features
+        if in_features % block and self.fallback_block_size and not in_features % self.fallback_block_size:
+            return self.fallback_block_size
+        return block
 
     @property
     def bits(self) -> int:
@@ -77,7 +86,11 @@ class QuantConfig:
 PRESETS = {
     "none": dict(default={"mode": "none"}, embedding={"mode": "none"}),
     "int8": dict(default={"mode": "int8", "block_size": 0}, embedding={"mode": "int8", "block_size": 0}),
-    "int4": dict(default={"mode": "int4", "block_size": 32}, embedding={"mode": "int4", "block_size": 32}),
+    # Blocks of 64 in the layers, 32 for the tied embedding/head: as good as 32 everywhere (SmolLM2 GPL-3
+    # perplexity 30.94 vs 30.98 in the IR; 64 everywhere: 34.41), ~10% fewer bytes in the layers, and onnxruntime's
+    # int4 kernel runs 64-blocks faster (README, "Quantization").
+    "int4": dict(default={"mode": "int4", "block_size": 64, "fallback_block_size": 32},
+                 embedding={"mode": "int4", "block_size": 32}),
     "8da4w": dict(default={"mode": "int4", "block_size": 32}, embedding={"mode": "int4", "block_size": 32}),
     "palettize4": dict(default={"mode": "palettize4"}, embedding={"mode": "palettize4"}),
     "palettize6": dict(default={"mode": "palettize6"}, embedding={"mode": "palettize6"}),
@@ -86,9 +99,10 @@ PRESETS = {
 
 
 def _weight_quant(d: dict, where: str) -> WeightQuant:
-    unknown = set(d) - {"mode", "block_size", "group_size"}
+    unknown = set(d) - {"mode", "block_size", "group_size", "fallback_block_size"}
     if unknown:
-        raise ElmExportError(f"quant config {where}: unknown key {sorted(unknown)[0]!r} (mode, block_size, group_size)")
+        raise ElmExportError(f"quant config {where}: unknown key {sorted(unknown)[0]!r} "
+                             f"(mode, block_size, group_size, fallback_block_size)")
     q = WeightQuant(**d)
     if q.mode != "none" and q.kind == "none":
         raise ElmExportError(f"quant config {where}: unknown mode {q.mode!r}; choose none, "

@@ -24,7 +24,7 @@ class QuantizeLinear(WeightQuantPass):
     codes_name = "qweight"
 
     def encode(self, w, q, where):
-        block = q.block_size or w.shape[1]
+        block = q.block_for(w.shape[1])
         check_divisible(w.shape[1], block, "in_features", where)
         qweight, scales = quantize_blockwise(w, q.bits, block, self.config.positive_scales)
         return [qweight, scales], [block, q.bits]

@@ -21,7 +21,7 @@ from .weight_quant import module_name, weight_uses
 
 def dequantized(w: torch.Tensor, q: WeightQuant) -> torch.Tensor:
     if q.kind == "linear":
-        block = q.block_size or w.shape[1]
+        block = q.block_for(w.shape[1])
         return dequantize_blockwise(*quantize_blockwise(w, q.bits, block), block)
     group = q.group_size or w.shape[0]
     return dequantize_palettized(*kmeans_palettize(w, q.bits, group), group)

@@ -33,22 +33,28 @@ def test_int4_blockwise_codes_scales_and_error():
     ir, reports, originals = _compiled("int4")
     nodes = _elm_nodes(ir, "quantized_linear")
     assert len(nodes) == 4 * 4 + 1  # every linear including the tied head
+    blocks_seen = set()
     for node in nodes:
         q = ir.gm.get_buffer(node.args[1].target)
         s = ir.gm.get_buffer(node.args[2].target)
         block, bits = node.args[3], node.args[4]
-        assert (block, bits) == (32, 4) and q.dtype == torch.int8 and s.dtype == torch.float16
-        assert q.min() >= -8 and q.max() <= 7 and s.shape == (q.shape[0], q.shape[1] // 32)
-        assert (q == -8).any(dim=1).all()  # every row's blocks use the full range: their extreme is the -8 code
         name = node.args[1].target.removesuffix("_qweight")
+        head = name not in originals or name == "token_embeddings.weight"  # the tied table
+        # the preset: blocks of 64 in the layers (32 where 64 does not divide the width), 32 for the tied head
+        assert block == (32 if head or q.shape[1] % 64 else 64) and bits == 4, (name, block)
+        blocks_seen.add(block)
+        assert q.dtype == torch.int8 and s.dtype == torch.float16
+        assert q.min() >= -8 and q.max() <= 7 and s.shape == (q.shape[0], q.shape[1] // block)
+        assert (q == -8).any(dim=1).all()  # every row's blocks use the full range: their extreme is the -8 code
         w = originals.get(name, originals["token_embeddings.weight"])
-        deq = dequantize_blockwise(q, s, 32)
+        deq = dequantize_blockwise(q, s, block)
         # independent bound: round-to-nearest error is at most half a step of each block's scale, except where
         # the top code (7) clamps a value of the opposite sign to the block's extreme: at most one step there (plus
         # the fp16 rounding of the scale, 8 * 2^-11 of a step)
-        step = s.float().abs().repeat_interleave(32, dim=1)
+        step = s.float().abs().repeat_interleave(block, dim=1)
         err = (deq - w).abs()
         assert (err <= step * (1 + 2 ** -7) + 1e-6).all() and (err[q < 7] <= step[q < 7] / 2 + 1e-6).all()
+    assert blocks_seen == {32, 64}
     assert reports[-1].changed["tied_shared"] == 1
 
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
-
 from elmexport.validation.perplexity import DEFAULT_TEXT, perplexity
 from elmexport.validation.runners import open_package_runner
+from tokenizers import Tokenizer
 
 
 class BuilderPackageRunner:
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
         runner = open_package_runner(folder) if (folder / "manifest.json").exists() else BuilderPackageRunner(folder)
         t0 = time.perf_counter()
         result = perplexity(runner, ids, args.window)
-        print(f"{str(folder):55s} ppl {result['perplexity']:7.3f}  ({result['tokens']} tokens, window "
+        print(f"{folder!s:55s} ppl {result['perplexity']:7.3f}  ({result['tokens']} tokens, window "
               f"{result['window']}, {time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
 

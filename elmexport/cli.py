@@ -213,19 +213,16 @@ def _cmd_export(args) -> int:
     import time
     from pathlib import Path
 
-    from .passes.quant_config import load_quant_config
     from .passes.report import print_pass_table
     from .pipeline import build_ir
     from .progress import console
-    from .targets.registry import target_module
+    from .targets.registry import target_module, target_quant
 
     module = target_module(args.target)
     if hasattr(module, "check_arguments"):
         module.check_arguments(args)  # bad options fail before the slow steps
     t0 = time.perf_counter()
-    quant = load_quant_config(args.quant)
-    if hasattr(module, "adapt_quant"):
-        quant = module.adapt_quant(quant)  # the target's kernels constrain how weights are quantized
+    quant = target_quant(module, args.quant)  # as the target's kernels need the weights quantized
     compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), quant, args.passes, args.dump_ir,
                         log=console.log)
     print_pass_table(compiled.reports)

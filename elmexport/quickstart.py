@@ -27,9 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args, log) -> int:
-    from .passes.quant_config import load_quant_config
     from .pipeline import build_ir
-    from .targets.registry import TARGETS, target_module
+    from .targets.registry import TARGETS, target_module, target_quant
     from .validation.report import write_reports
     from .validation.validate import ValidateOptions, validate_package
     from .weights.sources import load_model
@@ -52,9 +51,7 @@ def run(args, log) -> int:
         quant = TARGET_QUANT[target]
         t0 = time.perf_counter()
         module = target_module(target)
-        qconfig = load_quant_config(quant)
-        if hasattr(module, "adapt_quant"):
-            qconfig = module.adapt_quant(qconfig)
+        qconfig = target_quant(module, quant)
         key = repr(qconfig)  # targets share an IR only when they quantize alike
         if key not in compiled_by_quant:
             compiled_by_quant[key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)

@@ -1,5 +1,4 @@
-"""quantize_linear: int4 / int8 symmetric weights over the full signed range, per-block (default block 32) or
-per-channel.
+"""quantize_linear: int4 / int8 symmetric weights over the full signed range, per-block or per-channel.
 
 Before:  %y = aten.linear.default(%x, %W)                      %e = aten.embedding.default(%W, %ids)
 After:   %y = elm.quantized_linear(%x, %q, %s, block, bits)    %e = elm.quantized_embedding(%q, %s, %ids, block, bits)

@@ -58,9 +58,10 @@ sys.path.insert(0, str(HERE))
 from paired_stats import PEERS, paired_ratios, peer_of  # noqa: E402
 from timed_run import log_tail, run_measured  # noqa: E402
 
-# bytes per weight (layers, LM head) for each quant preset, peers included (both peers quantize in blocks of 32)
+# bytes per weight read by a decode step, (layers, LM head): 4-bit codes plus one 16-bit scale per block
+BLOCKS_OF_32 = (0.5 + 2 / 32, 0.5 + 2 / 32)  # how both peers store their 4-bit weights
 BYTES_PER_WEIGHT = {"none": (4.0, 4.0), "int8": (1.0 + 2 / 32, 1.0 + 2 / 32), "int4": (0.5 + 2 / 64, 0.5 + 2 / 32),
-                    "8da4w": (0.5 + 2 / 32, 0.5 + 2 / 32)}
+                    "8da4w": BLOCKS_OF_32}
 
 
 def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
@@ -98,12 +99,12 @@ def export_package(target: str, quant: str, model_args: list[str], out: Path) ->
     return info
 
 
-def decode_weight_bytes(cfg, quant: str) -> float:
+def decode_weight_bytes(cfg, bytes_per_weight: tuple[float, float]) -> float:
     """Bytes of weights one decode step reads: every linear of every layer plus the LM head (see docstring)."""
     d, hd = cfg.model_dim, cfg.head_dim
     layers = sum(d * (cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * hd + cfg.num_query_heads[i] * hd * d
                  + 3 * d * cfg.ffn_dims[i] for i in range(cfg.num_layers))
-    per_layer_weight, per_head_weight = BYTES_PER_WEIGHT[quant]
+    per_layer_weight, per_head_weight = bytes_per_weight
     return layers * per_layer_weight + cfg.vocab_size * d * per_head_weight
 
 
@@ -255,14 +256,15 @@ def main() -> None:
     info = {}
     for name in args.configs.split(","):
         if name == "eager":
-            info[name] = {"quant": "none", "size_mb": None, "path": None}
+            info[name] = {"quant": "none", "bytes_per_weight": BYTES_PER_WEIGHT["none"], "size_mb": None, "path": None}
         elif name in PEERS:
             if random_weights:
                 raise SystemExit(f"{name} builds SmolLM2 only: pass --model smollm2-135m-instruct")
-            info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1], bytes_as="8da4w")  # blocks of 32
+            info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1], bytes_per_weight=BLOCKS_OF_32)
         else:
             target, quant = name.split(":")
-            info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant)
+            info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant,
+                              bytes_per_weight=BYTES_PER_WEIGHT[quant])
 
     prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)
     results = {k: [] for k in info}
@@ -280,12 +282,12 @@ def main() -> None:
     for name, rs in results.items():
         dec = [x["decode_tok_s"] for x in rs]
         pre = [x["prefill_tok_s"] for x in rs]
-        bound = bw * 1e9 / decode_weight_bytes(cfg, info[name].get("bytes_as", info[name]["quant"]))
+        bound = bw * 1e9 / decode_weight_bytes(cfg, info[name]["bytes_per_weight"])
         rows.append({"config": name, "decode_tok_s": statistics.median(dec), "decode_min": min(dec),
                      "decode_max": max(dec), "prefill_tok_s": statistics.median(pre), "prefill_min": min(pre),
                      "prefill_max": max(pre), "bound_tok_s": bound, "fraction_of_bound": statistics.median(dec) / bound,
                      "new_tokens": len(rs[-1]["tokens"]), "decode_per_round": dec, "prefill_per_round": pre,
-                     **{k: v for k, v in info[name].items() if k not in ("path", "bytes_as")}})
+                     **{k: v for k, v in info[name].items() if k != "path"}})
     add_peer_ratios(rows, results)
     print_table(rows, cfg, random_weights, args, bandwidth)
     from rmsnorm_micro import rmsnorm_micro  # benchmarks/ is on sys.path (top of file)

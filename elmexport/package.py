@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from . import strict_json
 from .errors import ElmExportError
 
 FORMAT_VERSION = 1
@@ -53,7 +54,6 @@ def base_manifest(compiled, target: str, name: str, **extra) -> dict:
         "format_version": FORMAT_VERSION,
         "name": name,
         "target": target,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"name": cfg.name, "family": cfg.family, "config": cfg.to_dict(),
                   "num_parameters": cfg.num_parameters},
         "weights": loaded.source,
@@ -100,7 +100,7 @@ def finish_manifest(tmp_dir: Path, manifest: dict, tokenizer) -> dict:
     manifest["files"] = sorted(str(p.relative_to(tmp_dir)) for p in tmp_dir.iterdir() if p.name != "manifest.json")
     manifest["checksums"] = checksums(tmp_dir)
     manifest["size_bytes"] = sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())
-    (tmp_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    (tmp_dir / "manifest.json").write_text(strict_json.dumps(manifest))
     return manifest
 
 

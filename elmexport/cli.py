@@ -10,6 +10,9 @@ import json
 import sys
 
 from . import __version__
+from .arg_types import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
+                        probability)
+from .destination import estimate_package_bytes
 from .errors import ElmExportError
 
 
@@ -19,9 +22,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="preset name (see `elmexport info --list`); default smollm2-135m-instruct")
     g.add_argument("--weights", metavar="PATH", help="HF directory (config.json + safetensors, sharded ok) or .gguf")
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (marked in every artifact)")
-    g.add_argument("--seed", type=int, default=0, help="seed for --random-weights and sampling (default 0)")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed for --random-weights and sampling (default 0)")
     g.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json (OpenELM needs the Llama-2 tokenizer)")
-    g.add_argument("--context", type=int, help="KV-cache length (default: the model's context, 2048 for OpenELM)")
+    g.add_argument("--context", type=positive_int,
+                   help="KV-cache length (default: the model's context, 2048 for OpenELM)")
 
 
 def spec_from_args(args, tokenizer_mode: str = "required"):
@@ -32,7 +36,7 @@ def spec_from_args(args, tokenizer_mode: str = "required"):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="elmexport",
         description="Export OpenELM and Llama-family small language models to Core ML, ONNX and ExecuTorch, "
                     "and prove numeric parity of every artifact.",
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size")
     p.add_argument("--model")
     p.add_argument("--weights", metavar="PATH", help="read the config of an HF directory or .gguf instead")
-    p.add_argument("--context", type=int, help="context length for the KV-cache size (default: model's)")
+    p.add_argument("--context", type=positive_int, help="context length for the KV-cache size (default: model's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--list", action="store_true", help="list the model presets")
     p.set_defaults(func=_cmd_info)
@@ -55,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True)
     p.add_argument("--system", help="system message for chat models")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt raw, without the chat template")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=64)
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=non_negative_int, default=0, help="0 = no top-k filter (default)")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass in (0, 1] (default 1)")
+    p.add_argument("--repetition-penalty", type=positive_float, default=1.0, help="1 = none (default)")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("compile", help="front end + passes only: capture the model, run the passes, print the pass table")
@@ -103,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.DESCRIPTION)
         add_model_options(p)
         add_compile_options(p)
-        p.add_argument("--out", metavar="DIR", help="package directory (default: dist/<model>-<target>-<quant>)")
+        p.add_argument("--out", metavar="DIR", help="package directory (default: dist/<model>-<target>-<quant>); "
+                                                    "must be new, empty, or a package (with --overwrite)")
+        p.add_argument("--overwrite", action="store_true", help="replace the package already at --out")
         module.add_arguments(p)
         p.set_defaults(func=_cmd_export, target=name)
     return parser
@@ -120,24 +126,13 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_info(args) -> int:
-    from .models.config import config_from_hf, get_preset, preset_names
-    from .weights.spec import DEFAULT_MODEL, ModelSpec
+    from .models.config import preset_names
 
     if args.list:
         for name in preset_names():
             print(name)
         return 0
-    if args.weights:
-        from pathlib import Path
-
-        if str(args.weights).endswith(".gguf"):
-            from .weights.gguf_file import GGUFFile
-
-            cfg = GGUFFile(Path(args.weights)).config
-        else:
-            cfg = config_from_hf(args.weights)
-    else:
-        cfg = get_preset(ModelSpec(model=args.model, size=args.size).preset_name() or DEFAULT_MODEL)
+    cfg = config_without_weights(args)
     from .info import architecture_summary, print_summary
 
     summary = architecture_summary(cfg, args.context)
@@ -210,9 +205,10 @@ def _package_for_generate(args):
 
 
 def _cmd_export(args) -> int:
+    import gc
     import time
-    from pathlib import Path
 
+    from .package import claim_output
     from .passes.report import print_pass_table
     from .pipeline import build_ir
     from .progress import console
@@ -223,21 +219,38 @@ def _cmd_export(args) -> int:
         module.check_arguments(args)  # bad options fail before the slow steps
     t0 = time.perf_counter()
     quant = target_quant(module, args.quant)  # as the target's kernels need the weights quantized
-    compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), quant, args.passes, args.dump_ir,
-                        log=console.log)
-    print_pass_table(compiled.reports)
-    compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies
-    import gc
-
-    gc.collect()
-    quant = compiled.quant.name
-    out = Path(args.out or f"dist/{compiled.loaded.cfg.name}-{args.target}-{quant}")
-    manifest = module.export(compiled, args, out, console.log)
+    cfg = config_without_weights(args)
+    out = args.out or f"dist/{cfg.name}-{args.target}-{quant.name}"
+    with claim_output(out, overwrite=args.overwrite, protected=(args.weights, args.tokenizer),
+                      estimated_bytes=estimate_package_bytes(cfg.num_parameters, quant.default.bits)) as out:
+        compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), quant, args.passes, args.dump_ir,
+                            log=console.log)
+        print_pass_table(compiled.reports)
+        compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies
+        gc.collect()
+        manifest = module.export(compiled, args, out, console.log)
     size = manifest.get("size_bytes", 0) / 2**20
     console.log(f"wrote {out}/ ({size:.1f} MiB, {time.perf_counter() - t0:.0f} s): {', '.join(manifest['files'])}")
     if compiled.loaded.source.get("random_weights"):
         console.log("note: random weights (seeded); the manifest says so")
     return 0
+
+
+def config_without_weights(args):
+    """The model config the command will use, read without loading any weights (presets, config.json, GGUF
+    metadata): enough for `info` and for sizing a package before the slow steps."""
+    from .models.config import config_from_hf, get_preset
+    from .weights.spec import DEFAULT_MODEL, ModelSpec
+
+    if args.weights:
+        from pathlib import Path
+
+        if str(args.weights).endswith(".gguf"):
+            from .weights.gguf_file import GGUFFile
+
+            return GGUFFile(Path(args.weights)).config
+        return config_from_hf(args.weights)
+    return get_preset(ModelSpec(model=args.model, size=args.size).preset_name() or DEFAULT_MODEL)
 
 
 def _cmd_quickstart(args) -> int:
@@ -326,6 +339,8 @@ def quiet_library_chatter() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 success, 1 a validation check failed, 2 bad input or environment (one line on stderr),
+    3 an internal error (a bug: the traceback is printed so it can be reported), 130 interrupted."""
     quiet_library_chatter()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -337,9 +352,23 @@ def main(argv: list[str] | None = None) -> int:
     except ElmExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the filesystem or the OS refused: full disk, permissions, a vanished file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} (a filesystem or system error; fix it and rerun)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; close other programs, or pick a smaller model or --context", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # anything else is a bug in elmexport, not the user's doing
+        import traceback
+
+        traceback.print_exc()
+        print("error: internal error in elmexport (a bug, not your input); please report the traceback above",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

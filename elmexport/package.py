@@ -1,21 +1,23 @@
 """Artifact packages: a directory with the model file(s), tokenizer.json and manifest.json, written atomically.
 
-Every target writes through `write_package`: the target fills a temporary sibling directory, the manifest and
-checksums are added, and only then is it renamed into place. An interrupted or failed export leaves nothing
-that looks like a package. `read_manifest` is what `validate` and `generate` use to find their way back.
+Every target writes through `write_package`: the target fills a unique temporary sibling directory, the manifest
+and checksums are added, and only then is it swapped into place (destination.py decides where a package may go,
+atomic_dir.py does the locking and the swap). An interrupted or failed export leaves the old package or the new
+one, never a mixture, and never touches anything the tool did not write. `read_manifest` is what `validate` and `generate` use to find their way back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import time
+import os
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 from . import strict_json
+from .atomic_dir import locked, new_temp_sibling, remove_tree, swap_in
+from .destination import check_destination
 from .errors import ElmExportError
 
 FORMAT_VERSION = 1
@@ -51,6 +53,7 @@ def base_manifest(compiled, target: str, name: str, **extra) -> dict:
     loaded, ir = compiled.loaded, compiled.ir
     cfg = loaded.cfg
     return {
+        "generator": "elmexport",
         "format_version": FORMAT_VERSION,
         "name": name,
         "target": target,
@@ -66,31 +69,54 @@ def base_manifest(compiled, target: str, name: str, **extra) -> dict:
         "chat_template": cfg.chat_template,
         "system_prompt": cfg.system_prompt,
         "quantization": compiled.quant.to_dict(),
-        "passes": [r.to_dict() for r in compiled.reports],
+        # what each pass did and its numeric check; not how long it took, which differs run to run and would make
+        # two identical exports differ
+        "passes": [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in compiled.reports],
         "tool_versions": tool_versions(),
         **extra,
     }
 
 
+_CLAIMED: dict[Path, bool] = {}  # destinations this process holds the lock on -> --overwrite given
+
+
 @contextmanager
-def write_package(out_dir: str | Path, overwrite: bool = True):
-    """Yield a temporary directory to fill; on success it becomes out_dir, on any error it is removed."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ElmExportError(f"{out_dir} exists; remove it or choose another --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+def claim_output(out_dir: str | Path, *, overwrite: bool = False, protected: tuple = (), estimated_bytes: int = 0):
+    """Check `out_dir` (see destination.py) and hold its lock until the block ends; yields the absolute path.
+
+    Commands claim their destination before any slow step, so a refusal costs nothing and no other export can
+    start writing the same place meanwhile; `write_package` inside the block then only builds and swaps.
+    """
+    out = check_destination(out_dir, overwrite=overwrite, protected=protected, estimated_bytes=estimated_bytes)
+    with locked(out):
+        _CLAIMED[out] = overwrite
+        try:
+            yield out
+        finally:
+            _CLAIMED.pop(out, None)
+
+
+@contextmanager
+def write_package(out_dir: str | Path, overwrite: bool = False):
+    """Yield a fresh temporary sibling of out_dir to fill; when the block succeeds it is swapped in atomically.
+
+    On any error the temporary directory is removed and whatever was at out_dir is untouched. Called inside
+    `claim_output` (the CLI and the API do that) it reuses the claim; called on its own it claims out_dir for
+    the duration of the write.
+    """
+    out = Path(os.path.abspath(out_dir))
+    if out not in _CLAIMED:
+        with claim_output(out, overwrite=overwrite) as claimed, write_package(claimed) as tmp:
+            yield tmp
+        return
+    tmp = new_temp_sibling(out)
     try:
         yield tmp
+        check_destination(out, overwrite=_CLAIMED[out])  # nothing appeared there meanwhile that we must not replace
+        swap_in(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
 
 
 def finish_manifest(tmp_dir: Path, manifest: dict, tokenizer) -> dict:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import ExitStack
 from pathlib import Path
+
+from .arg_types import positive_int
 
 
 TARGET_QUANT = {"coreml": "int4", "onnx": "int4", "executorch": "8da4w"}
@@ -23,16 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated subset of coreml,onnx,executorch (default: all three)")
     p.add_argument("--out", default="dist/quickstart", metavar="DIR",
                    help="one package per target is written here, each with validation/report.{json,md,html}")
-    p.add_argument("--context", type=int, default=512, help="KV-cache length of the packages (default 512)")
+    p.add_argument("--context", type=positive_int, default=512, help="KV-cache length of the packages (default 512)")
+    p.add_argument("--overwrite", action="store_true", help="replace packages an earlier quickstart wrote under --out")
 
 
 def run(args, log) -> int:
-    from .pipeline import build_ir
-    from .targets.registry import TARGETS, target_module, target_quant
-    from .validation.report import write_reports
-    from .validation.validate import ValidateOptions, validate_package
-    from .weights.sources import load_model
-    from .weights.spec import ModelSpec
+    from .package import claim_output
+    from .targets.registry import TARGETS
 
     targets = [t for t in args.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGET_QUANT]
@@ -45,6 +45,24 @@ def run(args, log) -> int:
         log(f"skipping {', '.join(missing)}: not available in this build")
     targets = [t for t in targets if t in TARGETS]
     out_root = Path(args.out)
+    with ExitStack() as claims:
+        packages = {}
+        for target in targets:  # every destination is checked and locked before the model is even loaded
+            pkg = out_root / f"{args.model}-{target}-{TARGET_QUANT[target]}"
+            packages[target] = claims.enter_context(claim_output(pkg, overwrite=args.overwrite))
+        rows = _export_all(args, targets, packages, log)
+    _print_summary(rows)
+    return 0
+
+
+def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
+    from .pipeline import build_ir
+    from .targets.registry import target_module, target_quant
+    from .validation.report import write_reports
+    from .validation.validate import ValidateOptions, validate_package
+    from .weights.sources import load_model
+    from .weights.spec import ModelSpec
+
     loaded = load_model(ModelSpec(model=args.model, context=args.context), log=log)
     rows, compiled_by_quant = [], {}
     for target in targets:
@@ -56,7 +74,7 @@ def run(args, log) -> int:
         if key not in compiled_by_quant:
             compiled_by_quant[key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
         compiled = compiled_by_quant[key]
-        pkg = out_root / f"{loaded.cfg.name}-{target}-{quant}"
+        pkg = packages[target]
         log(f"[{target}] exporting {quant} -> {pkg}")
         export_args = argparse.Namespace(prefill_chunk=64, quant=quant)
         for action in _target_defaults(module):
@@ -76,8 +94,7 @@ def run(args, log) -> int:
                      "ppl_eager": report["stages"][0]["perplexity"], "ppl_pkg": final["perplexity"],
                      "decode": lat.get("decode_tokens_per_s"), "prefill": lat.get("prefill_tokens_per_s"),
                      "answer": answer, "report": str(paths["md"])})
-    _print_summary(rows)
-    return 0
+    return rows
 
 
 def _target_defaults(module):

@@ -6,7 +6,7 @@ op node's target is swapped for the kernel (a plain Python callable), and the ne
 into ATen ops; on an ExportedProgram `run_decompositions` does the same tracing in one step.
 
     before:  %n = elm.rms_norm(%x, %w, 1e-06)
-    after:   %n = rms_norm_reference_kernel(%x, %w, 1e-06)      # -> abs, amax, div, mul, mean, add, rsqrt, ... on export
+    after:   %n = rms_norm_kernel(%x, %w, 1e-06)      # -> abs, amax, div, mul, mean, add, rsqrt, ... on export
 
 A target passes `overrides` to map an op to its own formulation instead (ExecuTorch maps quantized_linear to
 torchao's dynamic-activation form that XNNPACK recognises); anything not in the table is left alone.
@@ -19,44 +19,13 @@ from collections import Counter
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from . import ops
 
 
-def _quantized_linear(x, qweight, scales, block_size: int, bits: int):
-    return F.linear(x, ops.dequantize_blockwise(qweight, scales, block_size).to(x.dtype))
-
-
-def _quantized_embedding(qweight, scales, ids, block_size: int, bits: int):
-    flat = ids.reshape(-1)
-    rows = ops.dequantize_blockwise(qweight[flat], scales[flat], block_size)
-    return rows.reshape(*ids.shape, qweight.shape[1])
-
-
-def _palettized_linear(x, lut, indices, group_size: int, nbits: int):
-    return F.linear(x, ops.dequantize_palettized(lut, indices, group_size).to(x.dtype))
-
-
-def _palettized_embedding(lut, indices, ids, group_size: int, nbits: int):
-    flat = ids.reshape(-1)
-    rows = lut.float()[(flat // group_size).unsqueeze(1), indices[flat].long()]
-    return rows.reshape(*ids.shape, indices.shape[1])
-
-
-# elm op -> a torch-only function computing exactly what the op's reference kernel computes
-REFERENCE_KERNELS: dict = {
-    ops.ELM_OPS["rms_norm"]: ops.rms_norm_reference_kernel,
-    ops.ELM_OPS["quantized_linear"]: _quantized_linear,
-    ops.ELM_OPS["quantized_embedding"]: _quantized_embedding,
-    ops.ELM_OPS["palettized_linear"]: _palettized_linear,
-    ops.ELM_OPS["palettized_embedding"]: _palettized_embedding,
-}
-
-
 def decomposition_table(only: list[str] | None = None, overrides: dict | None = None) -> dict:
     """{elm op overload: function}; `only` restricts to op names ("rms_norm", ...), `overrides` replaces kernels."""
-    table = dict(REFERENCE_KERNELS)
+    table = dict(ops.REFERENCE_KERNELS)
     if only is not None:
         unknown = set(only) - set(ops.ELM_OPS)
         if unknown:

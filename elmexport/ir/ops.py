@@ -21,10 +21,10 @@ def rms_norm(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
     reference semantics exactly: x * rsqrt(mean(x^2) + eps) == y * rsqrt(mean(y^2) + eps / m^2) with y = x / m,
     and eps / m^2 is computed as (sqrt(eps) / m)^2 so it cannot overflow before it matters.
     """
-    return rms_norm_reference_kernel(x, weight, eps)
+    return rms_norm_kernel(x, weight, eps)
 
 
-def rms_norm_reference_kernel(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+def rms_norm_kernel(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
     tiny = torch.finfo(x.dtype).tiny
     m = x.abs().amax(dim=-1, keepdim=True).clamp_min(tiny)
     y = x / m
@@ -50,6 +50,10 @@ def dequantize_blockwise(qweight: Tensor, scales: Tensor, block_size: int) -> Te
 @torch.library.custom_op("elm::quantized_linear", mutates_args=())
 def quantized_linear(x: Tensor, qweight: Tensor, scales: Tensor, block_size: int, bits: int) -> Tensor:
     """y = x @ dequantize(qweight, scales).T; qweight int8 holding `bits`-bit signed values in [-2^(b-1), 2^(b-1)-1]."""
+    return quantized_linear_kernel(x, qweight, scales, block_size, bits)
+
+
+def quantized_linear_kernel(x: Tensor, qweight: Tensor, scales: Tensor, block_size: int, bits: int) -> Tensor:
     return torch.nn.functional.linear(x, dequantize_blockwise(qweight, scales, block_size).to(x.dtype))
 
 
@@ -61,9 +65,12 @@ def _(x, qweight, scales, block_size, bits):
 @torch.library.custom_op("elm::quantized_embedding", mutates_args=())
 def quantized_embedding(qweight: Tensor, scales: Tensor, ids: Tensor, block_size: int, bits: int) -> Tensor:
     """Rows of the dequantized table; shares qweight/scales with a tied LM head's quantized_linear."""
-    rows = qweight[ids.reshape(-1)]
-    srows = scales[ids.reshape(-1)]
-    return dequantize_blockwise(rows, srows, block_size).reshape(*ids.shape, qweight.shape[1])
+    return quantized_embedding_kernel(qweight, scales, ids, block_size, bits)
+
+
+def quantized_embedding_kernel(qweight: Tensor, scales: Tensor, ids: Tensor, block_size: int, bits: int) -> Tensor:
+    flat = ids.reshape(-1)
+    return dequantize_blockwise(qweight[flat], scales[flat], block_size).reshape(*ids.shape, qweight.shape[1])
 
 
 @quantized_embedding.register_fake
@@ -82,6 +89,10 @@ def dequantize_palettized(lut: Tensor, indices: Tensor, group_size: int) -> Tens
 @torch.library.custom_op("elm::palettized_linear", mutates_args=())
 def palettized_linear(x: Tensor, lut: Tensor, indices: Tensor, group_size: int, nbits: int) -> Tensor:
     """y = x @ W.T with W looked up from per-group LUTs (k-means centroids); indices uint8 < 2^nbits."""
+    return palettized_linear_kernel(x, lut, indices, group_size, nbits)
+
+
+def palettized_linear_kernel(x: Tensor, lut: Tensor, indices: Tensor, group_size: int, nbits: int) -> Tensor:
     return torch.nn.functional.linear(x, dequantize_palettized(lut, indices, group_size).to(x.dtype))
 
 
@@ -92,6 +103,11 @@ def _(x, lut, indices, group_size, nbits):
 
 @torch.library.custom_op("elm::palettized_embedding", mutates_args=())
 def palettized_embedding(lut: Tensor, indices: Tensor, ids: Tensor, group_size: int, nbits: int) -> Tensor:
+    """Rows of the palettized table; shares lut/indices with a tied LM head's palettized_linear."""
+    return palettized_embedding_kernel(lut, indices, ids, group_size, nbits)
+
+
+def palettized_embedding_kernel(lut: Tensor, indices: Tensor, ids: Tensor, group_size: int, nbits: int) -> Tensor:
     flat = ids.reshape(-1)
     rows = lut.float()[(flat // group_size).unsqueeze(1), indices[flat].long()]
     return rows.reshape(*ids.shape, indices.shape[1])
@@ -102,10 +118,20 @@ def _(lut, indices, ids, group_size, nbits):
     return lut.new_empty((*ids.shape, indices.shape[1]), dtype=torch.float32)
 
 
+# Each op's body is its kernel, defined once above: the custom op runs it in the IR, and back ends without a native
+# form trace the same function into ATen (decompose.py), so the two can never disagree.
 ELM_OPS = {
     "rms_norm": torch.ops.elm.rms_norm.default,
     "quantized_linear": torch.ops.elm.quantized_linear.default,
     "quantized_embedding": torch.ops.elm.quantized_embedding.default,
     "palettized_linear": torch.ops.elm.palettized_linear.default,
     "palettized_embedding": torch.ops.elm.palettized_embedding.default,
+}
+
+REFERENCE_KERNELS = {
+    ELM_OPS["rms_norm"]: rms_norm_kernel,
+    ELM_OPS["quantized_linear"]: quantized_linear_kernel,
+    ELM_OPS["quantized_embedding"]: quantized_embedding_kernel,
+    ELM_OPS["palettized_linear"]: palettized_linear_kernel,
+    ELM_OPS["palettized_embedding"]: palettized_embedding_kernel,
 }

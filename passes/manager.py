@@ -8,6 +8,7 @@ go into the artifact manifest and the `compile` table.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import torch
 
+from ..errors import ElmExportError
 from ..ir.program import IRProgram
 
 
@@ -78,6 +80,9 @@ class PassManager:
     def run(self, ir: IRProgram) -> list[PassReport]:
         tokens = check_tokens(ir.cfg.vocab_size, min(self.check_len, ir.context), tokenizer=self.tokenizer)
         before = self._logits(ir, tokens)
+        if not torch.isfinite(before).all():
+            raise ElmExportError(f"{ir.cfg.name}: the captured model gives non-finite logits (NaN/inf) before any "
+                                 f"pass ran; the weights overflow in float32: check the checkpoint")
         self._dump(ir, 0, "captured")
         reports = []
         for i, p in enumerate(self.passes, start=1):
@@ -90,6 +95,9 @@ class PassManager:
             seconds = time.perf_counter() - t0
             after = self._logits(ir, tokens)
             err, top1 = compare_logits(before, after)
+            if not math.isfinite(err):  # the reference logits are finite (checked above), so this pass broke them
+                raise ElmExportError(f"pass {p.name} made the logits non-finite (NaN/inf) on {ir.cfg.name}; "
+                                     f"rerun without it (--passes) or with another --quant setting")
             report = PassReport(p.name, changed, err, top1, n_before, len(ir.gm.graph.nodes), seconds,
                                 getattr(p, "extra", {}))
             reports.append(report)

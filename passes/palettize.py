@@ -26,6 +26,6 @@ class Palettize(WeightQuantPass):
 
     def encode(self, w, q, where):
         group = q.group_size or w.shape[0]
-        check_divisible(w.shape[0], group, "out_features", where)
+        check_divisible(w.shape[0], group, "out_features", where, "group_size")
         lut, indices = kmeans_palettize(w, q.bits, group)
         return [lut, indices], [group, q.bits]

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ElmExportError
+from ..raw_fields import Fields, first_line, shown, type_name
 
 LINEAR_MODES = {"int8": 8, "int4": 4}
 PALETTE_MODES = {f"palettize{n}": n for n in (2, 3, 4, 6, 8)}
@@ -98,40 +99,72 @@ PRESETS = {
 }
 
 
-def _weight_quant(d: dict, where: str) -> WeightQuant:
-    unknown = set(d) - {"mode", "block_size", "group_size", "fallback_block_size"}
-    if unknown:
-        raise ElmExportError(f"quant config {where}: unknown key {sorted(unknown)[0]!r} "
-                             f"(mode, block_size, group_size, fallback_block_size)")
-    q = WeightQuant(**d)
-    if q.mode != "none" and q.kind == "none":
-        raise ElmExportError(f"quant config {where}: unknown mode {q.mode!r}; choose none, "
-                             f"{', '.join(LINEAR_MODES)}, {', '.join(PALETTE_MODES)}")
-    return q
+WEIGHT_KEYS = ["mode", "block_size", "group_size", "fallback_block_size"]
+TOP_KEYS = ["default", "embedding", "overrides"]
+MAX_BLOCK = 1_048_576  # larger than any weight's width: a block this size is per-channel in all but name
+
+
+def _weight_quant(raw, where: str) -> WeightQuant:
+    f = Fields(raw, f"quant config {where}", ElmExportError, what="a mapping like {mode: int4, block_size: 32}")
+    f.only_keys(WEIGHT_KEYS)
+    defaults = WeightQuant()
+    mode = f.string("mode", default=defaults.mode)
+    if mode != "none" and mode not in LINEAR_MODES and mode not in PALETTE_MODES:
+        raise f.fail(f"unknown mode {mode!r}; choose none, {', '.join(LINEAR_MODES)}, {', '.join(PALETTE_MODES)}")
+    return WeightQuant(mode=mode, block_size=f.integer("block_size", 0, MAX_BLOCK, default=defaults.block_size),
+                       group_size=f.integer("group_size", 0, MAX_BLOCK, default=defaults.group_size),
+                       fallback_block_size=f.integer("fallback_block_size", 0, MAX_BLOCK,
+                                                     default=defaults.fallback_block_size))
+
+
+def quant_config_from_raw(raw, name: str, where: str) -> QuantConfig:
+    """A parsed quant config (any YAML/JSON value: it is checked) -> QuantConfig; errors name the key."""
+    f = Fields(raw, where, ElmExportError, what="a mapping with at least a 'default' entry")
+    f.only_keys(TOP_KEYS)
+    default = _weight_quant(f.get("default"), "default")
+    embedding = _weight_quant(f.get("embedding"), "embedding") if "embedding" in raw else default
+    overrides = f.get("overrides", default={})
+    if not isinstance(overrides, dict):
+        raise f.fail(f"'overrides' must be a mapping of module-name pattern -> weight spec, e.g. "
+                     f"\"layers.0.*\": {{mode: int8}}; got {type_name(overrides)}")
+    patterns = []
+    for pattern, q in overrides.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise f.fail(f"override pattern {shown(pattern)} must be a non-empty string like \"layers.0.*\"")
+        patterns.append((pattern, _weight_quant(q, f"overrides[{pattern!r}]")))
+    return QuantConfig(name, default, embedding, patterns)
 
 
 def load_quant_config(spec: str | None) -> QuantConfig:
     """A preset name or a path to a .yaml/.yml/.json file."""
     spec = spec or "none"
     if spec in PRESETS:
-        raw, name = PRESETS[spec], spec
-    else:
-        path = Path(spec)
-        if not path.exists():
-            raise ElmExportError(f"--quant {spec!r}: not a preset ({', '.join(PRESETS)}) and no such file")
-        try:
-            if path.suffix == ".json":
-                raw = json.loads(path.read_text())
-            else:
-                import yaml
+        return quant_config_from_raw(PRESETS[spec], spec, f"--quant {spec}")
+    path = Path(spec)
+    if not path.is_file():
+        raise ElmExportError(f"--quant {spec!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(path.read_bytes())
+        else:
+            import yaml
 
-                raw = yaml.safe_load(path.read_text())
-        except Exception as e:
-            raise ElmExportError(f"--quant {path}: cannot parse ({str(e).splitlines()[0][:120]})") from None
-        if not isinstance(raw, dict) or "default" not in raw:
-            raise ElmExportError(f"--quant {path}: expected a mapping with at least a 'default' entry")
-        name = path.stem
-    default = _weight_quant(raw["default"], "default")
-    embedding = _weight_quant(raw.get("embedding", raw["default"]), "embedding")
-    overrides = [(p, _weight_quant(q, p)) for p, q in (raw.get("overrides") or {}).items()]
-    return QuantConfig(name, default, embedding, overrides)
+            raw = yaml.safe_load(path.read_bytes())
+    except Exception as e:  # JSON, YAML and decoding errors alike: the file is not what it claims to be
+        raise ElmExportError(f"--quant {path}: cannot parse ({first_line(e, 120)})") from None
+    return quant_config_from_raw(raw, path.stem, f"--quant {path}")
+
+
+def unmatched_override(config: QuantConfig, module_names: set[str], model: str) -> None:
+    """Refuse an override pattern that selects no layer module: a typo there silently quantizes as the default.
+
+    The tied embedding / head is configured by `embedding` and never by an override, so it does not count.
+    """
+    layers = sorted(n for n in module_names if n not in ("token_embeddings", "lm_head"))
+    for pattern, _ in config.overrides:
+        if not any(fnmatch.fnmatch(n, pattern) for n in layers):
+            examples = ", ".join(repr(n) for n in layers[:1] + layers[-1:]) or "none"
+            hint = " (the embedding/head is set by 'embedding', not by an override)" \
+                if any(fnmatch.fnmatch(n, pattern) for n in module_names) else ""
+            raise ElmExportError(f"quant config override {pattern!r} matches no module of {model}{hint}; "
+                                 f"module names look like {examples}")

@@ -24,6 +24,6 @@ class QuantizeLinear(WeightQuantPass):
 
     def encode(self, w, q, where):
         block = q.block_for(w.shape[1])
-        check_divisible(w.shape[1], block, "in_features", where)
+        check_divisible(w.shape[1], block, "in_features", where, "block_size")
         qweight, scales = quantize_blockwise(w, q.bits, block, self.config.positive_scales)
         return [qweight, scales], [block, q.bits]

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ElmExportError
 from ..ir.program import IRProgram
-from .quant_config import QuantConfig, WeightQuant
+from .quant_config import QuantConfig, WeightQuant, unmatched_override
 
 aten = torch.ops.aten
 
@@ -41,6 +41,14 @@ def weight_uses(gm: torch.fx.GraphModule) -> dict[str, dict[str, list]]:
         elif node.target is aten.embedding.default and node.args[0].op == "get_attr":
             uses[node.args[0].target]["embedding"].append(node)
     return uses
+
+
+def quantizable_modules(gm: torch.fx.GraphModule, uses: dict) -> set[str]:
+    """Config names of every weight a quant pass could touch: float ones still used by linear/embedding, and
+    those an earlier quant pass already encoded (their buffers are named `<module>.weight_<tensor>`)."""
+    names = {module_name(target, kinds) for target, kinds in uses.items()}
+    encoded = (n.target for n in gm.graph.nodes if n.op == "get_attr" and ".weight_" in n.target)
+    return names | {t.rsplit(".weight_", 1)[0] for t in encoded}
 
 
 def module_name(weight_target: str, kinds: dict) -> str:
@@ -69,7 +77,9 @@ class WeightQuantPass(ABC):
         gm = ir.gm
         counts = {"linear": 0, "embedding": 0, "tied_shared": 0, "weights": 0, "bytes_before": 0, "bytes_after": 0}
         layers = {}
-        for target, kinds in weight_uses(gm).items():
+        uses = weight_uses(gm)
+        unmatched_override(self.config, quantizable_modules(gm, uses), ir.cfg.name)
+        for target, kinds in uses.items():
             q = self.config.for_module(module_name(target, kinds))
             if q.kind != self.kind:
                 continue
@@ -123,6 +133,11 @@ def _first_node(gm):
     return next(iter(gm.graph.nodes))
 
 
-def check_divisible(size: int, by: int, what: str, where: str) -> None:
+def check_divisible(size: int, by: int, what: str, where: str, key: str) -> None:
+    """Refuse a block/group size that does not tile the weight, naming sizes that would."""
     if by and size % by:
-        raise ElmExportError(f"{where}: {what} {size} is not a multiple of {by}; choose another size in the quant config")
+        fits = [b for b in (16, 32, 64, 128, 256) if size % b == 0]
+        hint = f" (e.g. {' or '.join(map(str, fits[:2]))})" if fits else ""
+        fallback = " and no fallback_block_size fits" if key == "block_size" else ""
+        raise ElmExportError(f"{where}: {what} {size} is not a multiple of {by} ({key}){fallback}; set {key} in "
+                             f"the quant config to a divisor of {size}{hint}")

@@ -7,16 +7,38 @@ per-layer lists here, so OpenELM's layer-wise scaling is computed exactly once, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ElmExportError
+from ..raw_fields import Fields, first_line, shown
 
 
 class ConfigError(ElmExportError):
     """A model config that cannot be built or read; the message names the problem and the fix."""
+
+
+# Upper bounds for sizes read from files. Generous (several times the largest open models), so they only
+# refuse nonsense, and checked before anything is allocated: `hidden_size: 10**12` is one line, not an OOM.
+MAX_MODEL_DIM = 65_536
+MAX_HEAD_DIM = 1_024
+MAX_HEADS = 1_024
+MAX_LAYERS = 1_024
+MAX_FFN_DIM = 1_048_576
+MAX_VOCAB = 4_194_304
+MAX_POSITIONS = 16_777_216
+MAX_ROPE_THETA = 1e12
+MAX_PARAMETERS = 100_000_000_000
+
+
+def check_positive_context(context) -> None:
+    """--context must be a positive whole number; None means "the model's default" and is the caller's case."""
+    if isinstance(context, bool) or not isinstance(context, int) or context <= 0:
+        raise ConfigError(f"--context {context}: must be a positive number of tokens (leave it out for the "
+                          f"model's default)")
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -88,26 +110,81 @@ class ModelConfig:
     def kv_cache_bytes(self, context: int, bytes_per_elem: int = 2) -> int:
         return sum(2 * kv * self.head_dim * context * bytes_per_elem for kv in self.num_kv_heads)
 
-    def validate(self) -> "ModelConfig":
-        n = self.num_layers
-        if not (len(self.num_kv_heads) == len(self.ffn_dims) == n) or n == 0:
+    def validate(self, where: str | None = None) -> "ModelConfig":
+        """Every number in range and the heads consistent, so nothing downstream allocates a silly size.
+
+        `where` names the source (a config.json path) in the messages; the default is the config's name.
+        """
+        where = where or f"model config {self.name!r}"
+        f = Fields(self.__dict__, where, ConfigError)
+        n = len(self.num_query_heads) if isinstance(self.num_query_heads, list) else 0
+        if not n or not (len(self.num_kv_heads) == len(self.ffn_dims) == n):
             raise ConfigError(
-                f"config {self.name!r}: per-layer lists disagree (query heads {len(self.num_query_heads)}, "
-                f"kv heads {len(self.num_kv_heads)}, ffn dims {len(self.ffn_dims)})"
-            )
+                f"{where}: per-layer lists disagree (query heads {_len(self.num_query_heads)}, "
+                f"kv heads {_len(self.num_kv_heads)}, ffn dims {_len(self.ffn_dims)})")
+        f.string("name")
+        if self.family not in ("openelm", "llama"):
+            raise ConfigError(f"{where}: family {shown(self.family)} is not one of openelm, llama")
+        f.integer("vocab_size", 1, MAX_VOCAB)
+        f.integer("model_dim", 1, MAX_MODEL_DIM)
+        f.integer("head_dim", 2, MAX_HEAD_DIM)
+        f.int_list("num_query_heads", 1, MAX_HEADS, MAX_LAYERS)
+        f.int_list("num_kv_heads", 1, MAX_HEADS, MAX_LAYERS)
+        f.int_list("ffn_dims", 1, MAX_FFN_DIM, MAX_LAYERS)
+        f.number("rope_theta", 0, MAX_ROPE_THETA, open_lo=True)
+        f.number("norm_eps", 0, 0.1, open_lo=True)
+        f.boolean("qk_norm")
+        f.boolean("tie_word_embeddings")
+        f.integer("max_context_length", 1, MAX_POSITIONS)
+        f.integer("rope_max_length", 1, MAX_POSITIONS)
+        f.integer("bos_token_id", 0, self.vocab_size - 1)
+        if not isinstance(self.eos_token_ids, list):
+            raise ConfigError(f"{where}: eos_token_ids must be a list of token ids")
+        if self.eos_token_ids:
+            f.int_list("eos_token_ids", 0, self.vocab_size - 1, 64)
         for i, (q, kv) in enumerate(zip(self.num_query_heads, self.num_kv_heads)):
-            if kv <= 0 or q % kv:
-                raise ConfigError(f"config {self.name!r}: layer {i} has {q} query heads, not a multiple of {kv} kv heads")
+            if q % kv:
+                raise ConfigError(f"{where}: layer {i} has {q} query heads, not a multiple of {kv} kv heads; "
+                                  f"grouped-query attention needs whole groups")
         if self.head_dim % 2:
-            raise ConfigError(f"config {self.name!r}: head_dim {self.head_dim} must be even for RoPE")
+            raise ConfigError(f"{where}: head_dim {self.head_dim} must be even for RoPE (it rotates pairs)")
+        if self.num_parameters > MAX_PARAMETERS:
+            raise ConfigError(f"{where}: the config describes {self.num_parameters:,} parameters, more than the "
+                              f"{MAX_PARAMETERS:,} elmexport handles; check the sizes in the config")
         return self
+
+    def check_context(self, context: int | None) -> int:
+        """The KV-cache length to build: `context` if the model supports it, else its default when None.
+
+        0 is refused rather than read as "not given": a truthiness test (`context or default`) would silently
+        export the default length.
+        """
+        if context is None:
+            return self.default_context
+        check_positive_context(context)
+        limit = min(self.max_context_length, self.rope_max_length)
+        if context > limit:
+            raise ConfigError(f"--context {context} is past what {self.name} supports ({limit:,} positions: its "
+                              f"max context / RoPE range); pick 1..{limit:,}")
+        return context
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**d).validate()
+    def from_dict(cls, d: dict, where: str = "model config") -> "ModelConfig":
+        """Inverse of to_dict (a package manifest stores it); unknown or missing keys are one-line errors."""
+        fields = Fields(d, where, ConfigError)
+        known = [f.name for f in dataclass_fields(cls)]
+        fields.only_keys(known)
+        for f in dataclass_fields(cls):
+            if f.default is MISSING and f.default_factory is MISSING:
+                fields.get(f.name)
+        return cls(**d).validate(where)
+
+
+def _len(v) -> int:
+    return len(v) if isinstance(v, list) else 0
 
 
 def openelm_config(
@@ -184,57 +261,99 @@ def config_from_hf(path: str | Path, name: str | None = None) -> ModelConfig:
     path = Path(path)
     cfg_file = path / "config.json" if path.is_dir() else path
     try:
-        raw = json.loads(cfg_file.read_text())
+        raw = json.loads(cfg_file.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{cfg_file}: no config.json; pass an HF model directory that contains one") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{cfg_file}: not valid JSON ({e})") from None
-    name = name or raw.get("_name_or_path") or path.name
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"{cfg_file}: not valid JSON ({first_line(e, 120)})") from None
+    return config_from_hf_dict(raw, str(cfg_file), name or path.name)
+
+
+def config_from_hf_dict(raw, where: str, fallback_name: str) -> ModelConfig:
+    """The family dispatch of `config_from_hf` on an already parsed value (any JSON value: it is checked)."""
+    fields = Fields(raw, where, ConfigError)
+    name = raw.get("_name_or_path")
+    name = name if isinstance(name, str) and name.strip() else fallback_name
     archs = raw.get("architectures") or []
+    archs = [a for a in (archs if isinstance(archs, list) else [archs]) if isinstance(a, str)]
     model_type = raw.get("model_type", "")
     if model_type == "openelm" or any("OpenELM" in a for a in archs):
-        return _openelm_from_hf(raw, name)
+        return _openelm_from_hf(fields, name)
     if model_type == "llama" or any(a == "LlamaForCausalLM" for a in archs):
-        return llama_from_hf_dict(raw, name)
-    raise ConfigError(f"{cfg_file}: unsupported architecture {archs or model_type!r}; supported: OpenELM, LlamaForCausalLM")
+        return llama_from_hf_dict(raw, name, where)
+    found = archs or shown(model_type)
+    raise ConfigError(f"{where}: unsupported architecture {found}; supported: OpenELM, LlamaForCausalLM")
 
 
-def _openelm_from_hf(raw: dict, name: str) -> ModelConfig:
-    d, hd = raw["model_dim"], raw["head_dim"]
-    q_heads, kv_heads = list(raw["num_query_heads"]), list(raw["num_kv_heads"])
-    ffn_m = raw["ffn_multipliers"]
-    if not isinstance(ffn_m, list) or len(ffn_m) != len(q_heads):
-        ffn_m = [round(float(v), 2) for v in np.linspace(ffn_m[0], ffn_m[1], len(q_heads))]
-    divisor = raw.get("ffn_dim_divisor", 256)
+def _openelm_from_hf(f: Fields, name: str) -> ModelConfig:
+    d = f.integer("model_dim", 1, MAX_MODEL_DIM)
+    hd = f.integer("head_dim", 2, MAX_HEAD_DIM)
+    q_heads = f.int_list("num_query_heads", 1, MAX_HEADS, MAX_LAYERS)
+    kv_heads = f.int_list("num_kv_heads", 1, MAX_HEADS, MAX_LAYERS)
+    n = len(q_heads)
+    if len(kv_heads) != n:
+        raise f.fail(f"'num_query_heads' has {n} layers but 'num_kv_heads' has {len(kv_heads)}; they must agree")
+    if f.given("num_transformer_layers") and f.integer("num_transformer_layers", 1, MAX_LAYERS) != n:
+        raise f.fail(f"'num_transformer_layers' is {f.raw['num_transformer_layers']} but the per-layer head lists "
+                     f"have {n} entries; they must agree")
+    ffn_m = f.number_list("ffn_multipliers", 0, 64, MAX_LAYERS, open_lo=True)
+    if len(ffn_m) not in (1, 2, n):
+        raise f.fail(f"'ffn_multipliers' has {len(ffn_m)} entries; give one per layer ({n}), or a (min, max) pair")
+    if len(ffn_m) != n:  # a (min, max) pair is interpolated per layer, as the reference does; one value is uniform
+        ffn_m = [round(float(v), 2) for v in np.linspace(ffn_m[0], ffn_m[-1], n)]
+    divisor = f.integer("ffn_dim_divisor", 1, MAX_FFN_DIM, default=256)
     ffn = [int(make_divisible(m * d, divisor=divisor)) for m in ffn_m]  # config.json has no FFN widths
+    vocab = f.integer("vocab_size", 1, MAX_VOCAB)
     return ModelConfig(
-        name=name, family="openelm", vocab_size=raw["vocab_size"], model_dim=d, head_dim=hd,
-        num_query_heads=q_heads, num_kv_heads=kv_heads, ffn_dims=ffn, rope_theta=raw.get("rope_freq_constant", 10000),
-        norm_eps=1e-6, qk_norm=raw.get("normalize_qk_projections", True),
-        tie_word_embeddings=raw.get("share_input_output_layers", True),
-        max_context_length=raw.get("max_context_length", 2048), rope_max_length=raw.get("rope_max_length", 4096),
-        bos_token_id=raw.get("bos_token_id", 1), eos_token_ids=_as_list(raw.get("eos_token_id", 2)),
+        name=name, family="openelm", vocab_size=vocab, model_dim=d, head_dim=hd,
+        num_query_heads=q_heads, num_kv_heads=kv_heads, ffn_dims=ffn,
+        rope_theta=f.number("rope_freq_constant", 0, MAX_ROPE_THETA, default=10000.0, open_lo=True),
+        norm_eps=1e-6, qk_norm=f.boolean("normalize_qk_projections", default=True),
+        tie_word_embeddings=f.boolean("share_input_output_layers", default=True),
+        max_context_length=f.integer("max_context_length", 1, MAX_POSITIONS, default=2048),
+        rope_max_length=f.integer("rope_max_length", 1, MAX_POSITIONS, default=4096),
+        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1)),
+        eos_token_ids=f.int_or_int_list("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
         chat_template="openelm" if "instruct" in name.lower() else None,
-    ).validate()
+    ).validate(f.where)
 
 
-def llama_from_hf_dict(raw: dict, name: str) -> ModelConfig:
-    d = raw["hidden_size"]
-    n_q = raw["num_attention_heads"]
-    n_kv = raw.get("num_key_value_heads", n_q)
-    hd = raw.get("head_dim") or d // n_q
-    L = raw["num_hidden_layers"]
-    ctx = raw.get("max_position_embeddings", 2048)
+def llama_from_hf_dict(raw, name: str, where: str = "config.json", labels: dict[str, str] | None = None) -> ModelConfig:
+    """A Llama `config.json` as a dict; `labels` gives the keys' names in another format (GGUF) for messages."""
+    f = Fields(raw, where, ConfigError, labels)
+    d = f.integer("hidden_size", 1, MAX_MODEL_DIM)
+    n_q = f.integer("num_attention_heads", 1, MAX_HEADS)
+    n_kv = f.integer("num_key_value_heads", 1, MAX_HEADS, default=n_q)
+    if f.given("head_dim"):
+        hd = f.integer("head_dim", 2, MAX_HEAD_DIM)
+    elif d % n_q:
+        raise f.fail(f"{f.label('hidden_size')!r} {d} is not a multiple of {f.label('num_attention_heads')!r} {n_q} "
+                     f"and there is no 'head_dim'; fix the sizes or add head_dim")
+    else:
+        hd = d // n_q
+    if n_q % n_kv:
+        raise f.fail(f"{f.label('num_attention_heads')!r} {n_q} is not a multiple of "
+                     f"{f.label('num_key_value_heads')!r} {n_kv}; grouped-query attention needs whole groups")
+    if hd % 2:
+        raise f.fail(f"head_dim {hd} is odd; RoPE rotates pairs, so it must be even")
+    layers = f.integer("num_hidden_layers", 1, MAX_LAYERS)
+    ffn = f.integer("intermediate_size", 1, MAX_FFN_DIM)
+    vocab = f.integer("vocab_size", 1, MAX_VOCAB)
+    ctx = f.integer("max_position_embeddings", 1, MAX_POSITIONS, default=2048)
+    if f.given("rope_scaling"):  # llama3/linear/yarn scaling changes the RoPE frequencies; we compute plain RoPE
+        raise f.fail(f"'rope_scaling' {shown(raw['rope_scaling'])} is not supported (only plain RoPE); "
+                     f"the exported model would compute different logits")
+    act = f.string("hidden_act", default="silu")
+    if act != "silu":
+        raise f.fail(f"'hidden_act' {act!r} is not supported (Llama uses silu)")
     return ModelConfig(
-        name=name, family="llama", vocab_size=raw["vocab_size"], model_dim=d, head_dim=hd,
-        num_query_heads=[n_q] * L, num_kv_heads=[n_kv] * L, ffn_dims=[raw["intermediate_size"]] * L,
-        rope_theta=float(raw.get("rope_theta", 10000.0)), norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-        qk_norm=False, tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        name=name, family="llama", vocab_size=vocab, model_dim=d, head_dim=hd,
+        num_query_heads=[n_q] * layers, num_kv_heads=[n_kv] * layers, ffn_dims=[ffn] * layers,
+        rope_theta=f.number("rope_theta", 0, MAX_ROPE_THETA, default=10000.0, open_lo=True),
+        norm_eps=f.number("rms_norm_eps", 0, 0.1, default=1e-6, open_lo=True),
+        qk_norm=False, tie_word_embeddings=f.boolean("tie_word_embeddings", default=False),
         max_context_length=ctx, rope_max_length=ctx,
-        bos_token_id=raw.get("bos_token_id", 1), eos_token_ids=_as_list(raw.get("eos_token_id", 2)),
+        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1)),
+        eos_token_ids=f.int_or_int_list("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
         chat_template="chatml" if "smollm" in name.lower() else None,
-    ).validate()
-
-
-def _as_list(v) -> list[int]:
-    return list(v) if isinstance(v, (list, tuple)) else [int(v)]
+    ).validate(where)

@@ -49,7 +49,7 @@ def assemble(
         )
     state = {}
     for dst, sources in plan.items():
-        parts = [read(src).to(dtype) for src in sources]
+        parts = [_checked(read(src), src, origin).to(dtype) for src in sources]
         for src, part in zip(sources, parts):  # catch a wrong width before torch.cat turns it into a cryptic error
             if part.dim() != len(expected[dst]) or part.shape[1:] != expected[dst][1:]:
                 raise _shape_error(origin, src, part, dst, expected[dst], cfg)
@@ -66,6 +66,25 @@ def assemble(
     model.load_state_dict(state, assign=True, strict=True)
     model.materialize_buffers(dtype)
     return model.eval()
+
+
+def _checked(tensor: torch.Tensor, name: str, origin: str) -> torch.Tensor:
+    """A checkpoint tensor that is floating point and finite everywhere.
+
+    Why here: a NaN or inf weight exports without complaint and every package built from it answers garbage;
+    this is the one place each tensor passes through once, so the check costs one read of each tensor.
+    An integer tensor where a weight belongs would be cast silently by `.to(dtype)`.
+    """
+    if not tensor.is_floating_point():
+        raise WeightsError(f"{origin}: tensor {name!r} has dtype {str(tensor.dtype).removeprefix('torch.')}, "
+                           f"not a floating-point weight; the checkpoint is not a model of this architecture")
+    if not torch.isfinite(tensor).all():
+        bad = ~torch.isfinite(tensor)
+        nan = int(torch.isnan(tensor).sum())
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise WeightsError(f"{origin}: tensor {name!r} has {int(bad.sum()):,} non-finite values ({nan:,} NaN, "
+                           f"first at index {first}); the checkpoint is damaged: re-download or re-convert it")
+    return tensor
 
 
 def _shape_error(origin, src, tensor, dst, shape, cfg) -> WeightsError:

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import WeightsError
 from ..models.config import ModelConfig, llama_from_hf_dict
+from ..raw_fields import first_line, shown
 
 _LAYER_NAMES = {  # GGUF per-layer name -> HF Llama name
     "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
@@ -45,10 +46,10 @@ class GGUFFile:
         try:
             self.reader = gguf.GGUFReader(str(self.path))
         except Exception as e:  # the reader raises ValueError/struct errors/IndexError on damaged files
-            raise WeightsError(f"{self.path}: not a readable GGUF file ({str(e).splitlines()[0][:160]})") from None
+            raise WeightsError(f"{self.path}: not a readable GGUF file ({first_line(e)})") from None
         arch = self.field("general.architecture")
         if arch != "llama":
-            raise WeightsError(f"{self.path}: GGUF architecture {arch!r} is not supported (only 'llama')")
+            raise WeightsError(f"{self.path}: GGUF architecture {shown(arch)} is not supported (only 'llama')")
         self._tensors = {}
         for t in self.reader.tensors:
             self._tensors[self._hf_name(t.name)] = t
@@ -56,7 +57,13 @@ class GGUFFile:
 
     def field(self, key: str, default=None):
         f = self.reader.fields.get(key)
-        return default if f is None else f.contents()
+        if f is None:
+            return default
+        try:
+            return f.contents()
+        except Exception as e:  # a field whose type tag and bytes disagree
+            raise WeightsError(f"{self.path}: GGUF metadata {key!r} is damaged ({first_line(e)}); "
+                               f"re-download or re-convert the file") from None
 
     def _hf_name(self, name: str) -> str:
         if name in _GLOBAL_NAMES:
@@ -68,29 +75,27 @@ class GGUFFile:
 
     def _config(self) -> ModelConfig:
         a = "llama."
-        raw = {
-            "hidden_size": self.field(a + "embedding_length"),
-            "num_attention_heads": self.field(a + "attention.head_count"),
-            "num_key_value_heads": self.field(a + "attention.head_count_kv"),
-            "num_hidden_layers": self.field(a + "block_count"),
-            "intermediate_size": self.field(a + "feed_forward_length"),
-            "vocab_size": self.field(a + "vocab_size") or len(self.field("tokenizer.ggml.tokens", [])),
-            "rope_theta": self.field(a + "rope.freq_base", 10000.0),
-            "rms_norm_eps": self.field(a + "attention.layer_norm_rms_epsilon", 1e-5),
-            "max_position_embeddings": self.field(a + "context_length", 2048),
-            "tie_word_embeddings": "lm_head.weight" not in self._tensors,
-            "bos_token_id": self.field("tokenizer.ggml.bos_token_id", 1),
-            "eos_token_id": self.field("tokenizer.ggml.eos_token_id", 2),
+        keys = {  # HF config key -> GGUF metadata key
+            "hidden_size": a + "embedding_length", "num_attention_heads": a + "attention.head_count",
+            "num_key_value_heads": a + "attention.head_count_kv", "num_hidden_layers": a + "block_count",
+            "intermediate_size": a + "feed_forward_length", "vocab_size": a + "vocab_size",
+            "rope_theta": a + "rope.freq_base", "rms_norm_eps": a + "attention.layer_norm_rms_epsilon",
+            "max_position_embeddings": a + "context_length", "bos_token_id": "tokenizer.ggml.bos_token_id",
+            "eos_token_id": "tokenizer.ggml.eos_token_id",
         }
-        missing = [k for k, v in raw.items() if v is None]
-        if missing:
-            raise WeightsError(f"{self.path}: GGUF metadata lacks {missing[0]!r}; the file is not a complete llama GGUF")
-        name = self.field("general.name") or self.path.stem
-        cfg = llama_from_hf_dict(raw, self.path.stem)
+        raw = {hf: self.field(gguf_key) for hf, gguf_key in keys.items()}
+        if raw["vocab_size"] is None:  # older converters leave it out: the token list has one entry per id
+            tokens = self.field("tokenizer.ggml.tokens")
+            raw["vocab_size"] = len(tokens) if isinstance(tokens, list) else None
+            keys["vocab_size"] = f"{a}vocab_size (or tokenizer.ggml.tokens)"
+        raw["tie_word_embeddings"] = "lm_head.weight" not in self._tensors
+        name = self.field("general.name")
+        cfg = llama_from_hf_dict(raw, self.path.stem, where=str(self.path), labels=keys)
         cfg.hf_repo = None
-        if self.field("tokenizer.chat_template") and "<|im_start|>" in self.field("tokenizer.chat_template"):
+        template = self.field("tokenizer.chat_template")
+        if isinstance(template, str) and "<|im_start|>" in template:
             cfg.chat_template = "chatml"
-        self.display_name = name
+        self.display_name = name if isinstance(name, str) else self.path.stem
         return cfg
 
     def names(self) -> set[str]:
@@ -105,8 +110,8 @@ class GGUFFile:
             data = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
         except (ValueError, NotImplementedError) as e:
             raise WeightsError(f"{self.path}: cannot dequantize {t.name} ({t.tensor_type.name}): {e}") from None
-        if name.endswith("self_attn.q_proj.weight"):
-            data = unpermute_qk(data, self.config.num_query_heads[0])
-        elif name.endswith("self_attn.k_proj.weight"):
-            data = unpermute_qk(data, self.config.num_kv_heads[0])
+        heads = (self.config.num_query_heads[0] if name.endswith("self_attn.q_proj.weight") else
+                 self.config.num_kv_heads[0] if name.endswith("self_attn.k_proj.weight") else None)
+        if heads and data.ndim == 2 and data.shape[0] % (2 * heads) == 0:
+            data = unpermute_qk(data, heads)  # any other shape is reported by assemble() as a shape mismatch
         return torch.from_numpy(np.ascontiguousarray(data))

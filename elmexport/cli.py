@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
 from .arg_types import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
                         probability)
-from .destination import estimate_package_bytes
 from .errors import ElmExportError
 
 
@@ -83,34 +83,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="prove parity of a package: eager -> IR -> package runtime, with a CI gate")
     p.add_argument("package", help="an exported package directory")
     p.add_argument("--text", help="text for teacher forcing and perplexity (default /usr/share/common-licenses/GPL-3)")
-    p.add_argument("--prefill-tokens", type=int, default=32)
-    p.add_argument("--decode-steps", type=int, default=8)
-    p.add_argument("--greedy-tokens", type=int, default=16)
-    p.add_argument("--ppl-tokens", type=int, default=256, help="tokens of --text scored for perplexity")
+    p.add_argument("--prefill-tokens", type=positive_int, default=32)
+    p.add_argument("--decode-steps", type=non_negative_int, default=8)
+    p.add_argument("--greedy-tokens", type=non_negative_int, default=16)
+    p.add_argument("--ppl-tokens", type=positive_int, default=256, help="tokens of --text scored for perplexity")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    p.add_argument("--thresholds", metavar="YAML", help="thresholds file (keys as the flags below, with _)")
-    p.add_argument("--max-abs-err", type=float)
-    p.add_argument("--min-top1", type=float)
-    p.add_argument("--max-ppl-increase", type=float, help="relative, e.g. 0.05 = perplexity at most 5%% above eager")
-    p.add_argument("--min-greedy-match", type=int)
-    p.add_argument("--min-cosine", type=float)
+    p.add_argument("--thresholds", metavar="YAML", help="thresholds file (keys as the flags below, with _); "
+                                                        "overrides the quantization preset's default gates")
+    g = p.add_argument_group("gates (default: measured limits per quantization preset, see the report)")
+    g.add_argument("--max-abs-err", type=float, help="largest logit difference, package vs eager")
+    g.add_argument("--min-top1", type=float, help="next-token argmax agreement, package vs eager")
+    g.add_argument("--max-ppl-increase", type=float, help="relative, e.g. 0.05 = perplexity at most 5%% above eager")
+    g.add_argument("--min-greedy-match", type=float, help="greedy tokens identical to eager's")
+    g.add_argument("--min-cosine", type=float, help="worst per-position logit cosine, package vs eager")
+    g.add_argument("--min-lowering-cosine", type=float, help="worst per-position logit cosine, package vs IR")
+    g.add_argument("--min-lowering-top1", type=float, help="next-token argmax agreement, package vs IR")
+    g.add_argument("--max-lowering-ppl-change", type=float, help="relative perplexity change, package vs IR")
     p.add_argument("--device-report", metavar="FILE", help="JSON from the iOS demo's benchmark, shown beside host numbers")
     p.add_argument("--out", metavar="DIR", help="where report.{json,md,html} go (default PACKAGE/validation)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
     p.set_defaults(func=_cmd_validate)
 
-    from .targets.registry import TARGETS, target_module
+    from .targets.registry import TARGETS, target_entry
 
     for name in TARGETS:
-        module = target_module(name)
-        p = sub.add_parser(name, help=module.DESCRIPTION)
+        target = target_entry(name)
+        p = sub.add_parser(name, help=target.description)
         add_model_options(p)
         add_compile_options(p)
         p.add_argument("--out", metavar="DIR", help="package directory (default: dist/<model>-<target>-<quant>); "
                                                     "must be new, empty, or a package (with --overwrite)")
         p.add_argument("--overwrite", action="store_true", help="replace the package already at --out")
-        module.add_arguments(p)
+        target.options.add_flags(p, name)
         p.set_defaults(func=_cmd_export, target=name)
     return parser
 
@@ -132,7 +137,11 @@ def _cmd_info(args) -> int:
         for name in preset_names():
             print(name)
         return 0
-    cfg = config_without_weights(args)
+    from .weights.config_only import config_without_weights
+
+    from .weights.spec import ModelSpec
+
+    cfg = config_without_weights(ModelSpec(model=args.model, size=args.size, weights=args.weights))
     from .info import architecture_summary, print_summary
 
     summary = architecture_summary(cfg, args.context)
@@ -144,113 +153,39 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from .chat import render_chat
-    from .generation import SamplingOptions, generate
+    from .api import LoadedPackage, load
     from .progress import console
 
     if args.package:
-        runner, tok, template, system_prompt, where = _package_for_generate(args)
+        model = load(args.package)
     else:
         from .validation.eager import EagerRunner
         from .weights.sources import load_model
 
         loaded = load_model(spec_from_args(args), log=console.log)
-        runner, tok = EagerRunner(loaded.model), loaded.tokenizer
-        template, system_prompt = loaded.cfg.chat_template, loaded.cfg.system_prompt
-        where = f"eager, {loaded.source.get('kind')}"
-    messages = [{"role": "user", "content": args.prompt}]
-    if args.system:
-        messages.insert(0, {"role": "system", "content": args.system})
-    text = render_chat(None if args.no_chat else template, messages, system_prompt)
-    ids = tok.encode(text)
-    options = SamplingOptions(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
-    result = generate(runner, tok, ids, args.max_new_tokens, options, on_text=lambda s: print(s, end="", flush=True))
+        model = LoadedPackage(None, EagerRunner(loaded.model), loaded.tokenizer, loaded.cfg.chat_template,
+                              loaded.cfg.system_prompt, f"eager, {loaded.source.get('kind')}")
+    result = model.generate(args.prompt, max_new_tokens=args.max_new_tokens, chat=not args.no_chat,
+                            system=args.system, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            repetition_penalty=args.repetition_penalty, seed=args.seed,
+                            on_text=lambda s: print(s, end="", flush=True))
     print()
-    console.log(f"{len(ids)} prompt tokens, {len(result.tokens)} new; prefill {result.prefill_tokens_per_s:.1f} tok/s, "
-                f"decode {result.decode_tokens_per_s:.1f} tok/s ({where})")
+    console.log(f"{len(result.prompt_tokens)} prompt tokens, {len(result.tokens)} new; prefill "
+                f"{result.prefill_tokens_per_s:.1f} tok/s, decode {result.decode_tokens_per_s:.1f} tok/s "
+                f"({model.runtime})")
     return 0
-
-
-def _prepare_process_for_package(manifest: dict) -> None:
-    """Thread settings a package's runtime needs, applied before torch (and with it MKL) is first imported."""
-    from .validation.executorch_runner import apply_executorch_process_env
-
-    if manifest.get("target") == "executorch" and not apply_executorch_process_env():
-        from .progress import console
-
-        console.log("note: torch was imported before the ExecuTorch program was opened, so MKL_NUM_THREADS=1 could "
-                    "not be applied; decode past ~120 positions runs slower (set MKL_NUM_THREADS=1 yourself)")
-
-
-def _package_for_generate(args):
-    """Runner, tokenizer and chat settings of an exported package (its own runtime on this host)."""
-    from pathlib import Path
-
-    from .package import read_manifest
-
-    manifest = read_manifest(args.package)
-    _prepare_process_for_package(manifest)  # before the imports below bring in torch
-
-    from .models.config import ModelConfig
-    from .tokenizer import make_text_tokenizer, read_tokenizer_json
-    from .validation.runners import open_package_runner
-
-    if not manifest.get("tokenizer"):
-        raise ElmExportError(f"{args.package}: the package has no tokenizer.json (exported without one); "
-                             f"re-export with --tokenizer PATH")
-    cfg = ModelConfig.from_dict(manifest["model"]["config"])
-    tok = make_text_tokenizer(read_tokenizer_json(Path(args.package) / manifest["tokenizer"]), cfg)
-    runner = open_package_runner(args.package, manifest)
-    return runner, tok, manifest.get("chat_template"), manifest.get("system_prompt"), f"{manifest['target']}: {runner.name}"
 
 
 def _cmd_export(args) -> int:
-    import gc
-    import time
-
-    from .package import claim_output
-    from .passes.report import print_pass_table
-    from .pipeline import build_ir
+    from .api import export
     from .progress import console
-    from .targets.registry import target_module, target_quant
+    from .targets.registry import target_entry
 
-    module = target_module(args.target)
-    if hasattr(module, "check_arguments"):
-        module.check_arguments(args)  # bad options fail before the slow steps
-    t0 = time.perf_counter()
-    quant = target_quant(module, args.quant)  # as the target's kernels need the weights quantized
-    cfg = config_without_weights(args)
-    out = args.out or f"dist/{cfg.name}-{args.target}-{quant.name}"
-    with claim_output(out, overwrite=args.overwrite, protected=(args.weights, args.tokenizer),
-                      estimated_bytes=estimate_package_bytes(cfg.num_parameters, quant.default.bits)) as out:
-        compiled = build_ir(spec_from_args(args, tokenizer_mode="optional"), quant, args.passes, args.dump_ir,
-                            log=console.log)
-        print_pass_table(compiled.reports)
-        compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies
-        gc.collect()
-        manifest = module.export(compiled, args, out, console.log)
-    size = manifest.get("size_bytes", 0) / 2**20
-    console.log(f"wrote {out}/ ({size:.1f} MiB, {time.perf_counter() - t0:.0f} s): {', '.join(manifest['files'])}")
-    if compiled.loaded.source.get("random_weights"):
-        console.log("note: random weights (seeded); the manifest says so")
+    options = target_entry(args.target).options.from_namespace(args)
+    export(args.model, args.target, quant=args.quant, out=args.out, overwrite=args.overwrite, size=args.size,
+           weights=args.weights, random_weights=args.random_weights, seed=args.seed, tokenizer=args.tokenizer,
+           context=args.context, passes=args.passes, dump_ir=args.dump_ir, log=console.log, **options.to_dict())
     return 0
-
-
-def config_without_weights(args):
-    """The model config the command will use, read without loading any weights (presets, config.json, GGUF
-    metadata): enough for `info` and for sizing a package before the slow steps."""
-    from .models.config import config_from_hf, get_preset
-    from .weights.spec import DEFAULT_MODEL, ModelSpec
-
-    if args.weights:
-        from pathlib import Path
-
-        if str(args.weights).endswith(".gguf"):
-            from .weights.gguf_file import GGUFFile
-
-            return GGUFFile(Path(args.weights)).config
-        return config_from_hf(args.weights)
-    return get_preset(ModelSpec(model=args.model, size=args.size).preset_name() or DEFAULT_MODEL)
 
 
 def _cmd_quickstart(args) -> int:
@@ -260,54 +195,64 @@ def _cmd_quickstart(args) -> int:
     return run(args, console.log)
 
 
-def _thresholds(args) -> dict:
-    thresholds = {}
+def _thresholds(args) -> tuple[dict, dict]:
+    """Limits the user gave ({key: number}) and where each came from; flags win over the --thresholds file."""
+    from .validation.gates import THRESHOLD_KEYS, parse_thresholds
+
+    values, sources = {}, {}
     if args.thresholds:
         import yaml
         from pathlib import Path
 
         try:
             loaded = yaml.safe_load(Path(args.thresholds).read_text()) or {}
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise ElmExportError(f"--thresholds {args.thresholds}: no such file") from None
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ElmExportError(f"--thresholds {args.thresholds}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise ElmExportError(f"--thresholds {args.thresholds}: expected a mapping like 'max_abs_err: 0.5'")
-        thresholds.update(loaded)
-    for key in ("max_abs_err", "min_top1", "max_ppl_increase", "min_greedy_match", "min_cosine"):
-        if getattr(args, key) is not None:
-            thresholds[key] = getattr(args, key)
-    return thresholds
+        values.update(parse_thresholds(loaded, f"--thresholds {args.thresholds}"))
+        sources.update({key: f"--thresholds {args.thresholds}" for key in values})
+    for key in THRESHOLD_KEYS:
+        flag = "--" + key.replace("_", "-")
+        if getattr(args, key, None) is not None:
+            values.update(parse_thresholds({key: getattr(args, key)}, flag))
+            sources[key] = flag
+    return values, sources
 
 
 def _cmd_validate(args) -> int:
     from pathlib import Path
 
     from .progress import console
-    from .validation.report import load_device_report, to_junit, write_reports
+    from .validation.report import load_device_report, to_json, write_junit, write_reports
     from .validation.validate import ValidateOptions, validate_package
 
+    thresholds, sources = _thresholds(args)
     options = ValidateOptions(prefill_tokens=args.prefill_tokens, decode_steps=args.decode_steps,
                               greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
-                              latency=not args.no_latency, thresholds=_thresholds(args))
+                              latency=not args.no_latency, thresholds=thresholds, threshold_sources=sources)
     if args.text:
         options.text = Path(args.text)
+    options.check()
     device = load_device_report(args.device_report) if args.device_report else None
     report = validate_package(args.package, options, log=console.log)
     if device:
         report["latency"]["device"] = device
     paths = write_reports(report, Path(args.out or Path(args.package) / "validation"))
     if args.junit:
-        Path(args.junit).write_text(to_junit(report))
+        write_junit(report, args.junit)
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(to_json(report))
     for c in report["checks"]:
         console.log(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}")
-    final = report["stages"][-1]
-    console.log(f"{final['name']}: max abs err {final['max_abs_err']:.4g}, top-1 {final['top1_agreement']:.3f}, "
-                f"greedy match {final['greedy_match_tokens']}/{len(final['greedy_tokens'])}, ppl {final['perplexity']:.3f} "
-                f"(eager {report['stages'][0]['perplexity']:.3f}); reports: {paths['md']}, {paths['html']}")
+    if report["stages"]:
+        final = report["stages"][-1]
+        console.log(f"{final['name']}: max abs err {final['max_abs_err']:.4g}, top-1 {final['top1_agreement']:.3f}, "
+                    f"greedy match {final['greedy_match_tokens']}/{len(final['greedy_tokens'])}, "
+                    f"ppl {final['perplexity']:.3f} (eager {report['stages'][0]['perplexity']:.3f})")
+    else:
+        console.log(f"numeric stages skipped: {report['skipped_reason']}")
+    console.log(f"{'PASSED' if report['passed'] else 'FAILED'}; reports: {paths['md']}, {paths['html']}")
     return 0 if report["passed"] else 1
 
 
@@ -352,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     except ElmExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `elmexport info --json | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except OSError as e:  # the filesystem or the OS refused: full disk, permissions, a vanished file
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e} (a filesystem or system error; fix it and rerun)", file=sys.stderr)

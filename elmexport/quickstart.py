@@ -15,15 +15,16 @@ from pathlib import Path
 from .arg_types import positive_int
 
 
-TARGET_QUANT = {"coreml": "int4", "onnx": "int4", "executorch": "8da4w"}
 QUESTION = "What is the capital of France?"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m-instruct",
                    help="preset to export (default: the offline default model, real weights)")
-    p.add_argument("--targets", default=",".join(TARGET_QUANT),
-                   help="comma-separated subset of coreml,onnx,executorch (default: all three)")
+    from .targets.registry import TARGETS
+
+    p.add_argument("--targets", default=",".join(TARGETS),
+                   help=f"comma-separated subset of {','.join(TARGETS)} (default: all)")
     p.add_argument("--out", default="dist/quickstart", metavar="DIR",
                    help="one package per target is written here, each with validation/report.{json,md,html}")
     p.add_argument("--context", type=positive_int, default=512, help="KV-cache length of the packages (default 512)")
@@ -32,23 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args, log) -> int:
     from .package import claim_output
-    from .targets.registry import TARGETS
+    from .targets.registry import TARGETS, target_entry
 
     targets = [t for t in args.targets.split(",") if t]
-    unknown = [t for t in targets if t not in TARGET_QUANT]
-    if unknown:
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
         from .errors import ElmExportError
 
-        raise ElmExportError(f"--targets: unknown target {unknown[0]!r}; choose from {', '.join(TARGET_QUANT)}")
-    missing = [t for t in targets if t not in TARGETS]
-    if missing:
-        log(f"skipping {', '.join(missing)}: not available in this build")
-    targets = [t for t in targets if t in TARGETS]
+        raise ElmExportError(f"--targets: unknown target {(unknown or [''])[0]!r}; choose from {', '.join(TARGETS)}")
     out_root = Path(args.out)
     with ExitStack() as claims:
         packages = {}
         for target in targets:  # every destination is checked and locked before the model is even loaded
-            pkg = out_root / f"{args.model}-{target}-{TARGET_QUANT[target]}"
+            pkg = out_root / f"{args.model}-{target}-{target_entry(target).module.FOUR_BIT_PRESET}"
             packages[target] = claims.enter_context(claim_output(pkg, overwrite=args.overwrite))
         rows = _export_all(args, targets, packages, log)
     _print_summary(rows)
@@ -57,7 +54,7 @@ def run(args, log) -> int:
 
 def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
     from .pipeline import build_ir
-    from .targets.registry import target_module, target_quant
+    from .targets.registry import target_entry
     from .validation.report import write_reports
     from .validation.validate import ValidateOptions, validate_package
     from .weights.sources import load_model
@@ -66,21 +63,17 @@ def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
     loaded = load_model(ModelSpec(model=args.model, context=args.context), log=log)
     rows, compiled_by_quant = [], {}
     for target in targets:
-        quant = TARGET_QUANT[target]
+        entry = target_entry(target)
+        quant = entry.module.FOUR_BIT_PRESET
         t0 = time.perf_counter()
-        module = target_module(target)
-        qconfig = target_quant(module, quant)
+        qconfig = entry.quant_config(quant)
         key = repr(qconfig)  # targets share an IR only when they quantize alike
         if key not in compiled_by_quant:
             compiled_by_quant[key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
         compiled = compiled_by_quant[key]
         pkg = packages[target]
         log(f"[{target}] exporting {quant} -> {pkg}")
-        export_args = argparse.Namespace(prefill_chunk=64, quant=quant)
-        for action in _target_defaults(module):
-            setattr(export_args, action.dest, action.default)
-        export_args.quant = quant
-        manifest = module.export(compiled, export_args, pkg, log)
+        manifest = entry.module.export(compiled, entry.options(), pkg, log)
         export_s = time.perf_counter() - t0
         log(f"[{target}] validating ...")
         report = validate_package(pkg, ValidateOptions(ppl_tokens=256, latency_rounds=2), log=log)
@@ -97,26 +90,10 @@ def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
     return rows
 
 
-def _target_defaults(module):
-    p = argparse.ArgumentParser()
-    module.add_arguments(p)
-    return p._actions[1:]
-
-
 def _ask(pkg: Path) -> str:
-    from .chat import render_chat
-    from .generation import generate
-    from .models.config import ModelConfig
-    from .package import read_manifest
-    from .tokenizer import make_text_tokenizer, read_tokenizer_json
-    from .validation.runners import open_package_runner
+    from .api import load
 
-    manifest = read_manifest(pkg)
-    cfg = ModelConfig.from_dict(manifest["model"]["config"])
-    tok = make_text_tokenizer(read_tokenizer_json(pkg / manifest["tokenizer"]), cfg)
-    prompt = render_chat(manifest.get("chat_template"), [{"role": "user", "content": QUESTION}],
-                         manifest.get("system_prompt"))
-    return generate(open_package_runner(pkg, manifest), tok, tok.encode(prompt), 24).text.strip()
+    return load(pkg).generate(QUESTION, max_new_tokens=24).text.strip()
 
 
 def _print_summary(rows: list[dict]) -> None:

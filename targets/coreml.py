@@ -17,23 +17,27 @@ import logging
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ElmExportError
+from ..passes.quant_config import LINEAR_MODES, PALETTE_MODES
+from .options import TargetOptions, option
 from ..package import base_manifest, finish_manifest, write_package
 
 DESCRIPTION = "export a stateful multifunction Core ML package (.mlpackage, iOS 18, fp16)"
 DEFAULT_CHUNK = 64
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--prefill-chunk", type=int, default=DEFAULT_CHUNK,
-                   help=f"tokens per prefill call (default {DEFAULT_CHUNK}; the last chunk is padded)")
+@dataclass(frozen=True)
+class CoreMLOptions(TargetOptions):
+    prefill_chunk: int = option(DEFAULT_CHUNK, "tokens per prefill call (the last chunk is padded; decode handles "
+                                               "single tokens)", minimum=2)
 
 
-def check_arguments(args) -> None:
-    if args.prefill_chunk < 2:
-        raise ElmExportError("--prefill-chunk must be at least 2 (decode handles single tokens)")
+OPTIONS = CoreMLOptions
+FOUR_BIT_PRESET = "int4"  # what the quickstart exports it with
+SUPPORTED_MODES = ("none", *LINEAR_MODES, *PALETTE_MODES)
 
 
 @contextlib.contextmanager
@@ -98,9 +102,9 @@ def op_counts(pkg: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def export(compiled, args, out_dir: Path, log) -> dict:
+def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
     ir, cfg = compiled.ir, compiled.loaded.cfg
-    chunk = min(getattr(args, "prefill_chunk", DEFAULT_CHUNK), ir.context)
+    chunk = min(options.prefill_chunk, ir.context)
     ct = import_coremltools()
     name = out_dir.name
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:

@@ -28,26 +28,40 @@ import io
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ElmExportError
 from ..package import base_manifest, finish_manifest, write_package
+from .options import TargetOptions, option
 
 DESCRIPTION = "export an ExecuTorch program (.pte: XNNPACK or Core ML delegate, KV cache inside, 8da4w)"
 DEFAULT_MAX_SEQ_LEN = 128
 MODEL_FILE = "model.pte"
-SUPPORTED_QUANT = {"none", "int8", "int4"}  # IR weight modes this target lowers (8da4w = int4 block 32)
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--delegate", default="xnnpack", metavar="xnnpack|coreml",
-                   help="ExecuTorch backend (default xnnpack; coreml exports on Linux, runs on Apple platforms)")
-    p.add_argument("--max-seq-len", type=int, default=None, metavar="N",
-                   help=f"most tokens per forward call: prompts are prefilled in chunks of N and memory is planned "
-                        f"for N (default min({DEFAULT_MAX_SEQ_LEN}, context))")
-    p.add_argument("--all-logits", action="store_true",
-                   help="return the logits of every position of a call (default: the last one only, which is all "
-                        "LLM runners read; the head then runs once per prefill chunk instead of once per token)")
+@dataclass(frozen=True)
+class ExecuTorchOptions(TargetOptions):
+    delegate: str = option("xnnpack", "ExecuTorch backend (coreml exports on Linux, runs on Apple platforms)",
+                           choices=("xnnpack", "coreml"))
+    max_seq_len: int | None = option(None, f"most tokens per forward call: prompts are prefilled in chunks of N and "
+                                           f"memory is planned for N (default min({DEFAULT_MAX_SEQ_LEN}, context))",
+                                     minimum=1, metavar="N")
+    all_logits: bool = option(False, "return the logits of every position of a call (default: the last one only, "
+                                     "which is all LLM runners read; the head then runs once per prefill chunk "
+                                     "instead of once per token)")
+
+    def check(self, context: int | None) -> None:
+        if context is not None and self.max_seq_len is not None and self.max_seq_len > context:
+            raise ElmExportError(f"--max-seq-len {self.max_seq_len} exceeds --context {context}")
+        if self.delegate == "coreml" and self.max_seq_len not in (None, 1):
+            raise ElmExportError("--delegate coreml exports a single-token forward (T = 1); drop --max-seq-len")
+
+
+OPTIONS = ExecuTorchOptions
+FOUR_BIT_PRESET = "8da4w"  # what the quickstart exports it with
+SUPPORTED_MODES = ("none", "int8", "int4")  # IR weight modes this target lowers (8da4w = int4 block 32)
+OWN_PRESETS = ("8da4w",)  # 8-bit dynamic activations: only XNNPACK's kernels compute them
 
 
 def adapt_quant(config):
@@ -57,28 +71,6 @@ def adapt_quant(config):
     return dataclasses.replace(config, positive_scales=True)
 
 
-def check_arguments(args) -> None:
-    """Everything that can be checked before loading weights; raises one-line ElmExportErrors."""
-    from ..passes.quant_config import load_quant_config
-    from .executorch_lower import DELEGATES
-
-    if args.delegate not in DELEGATES:
-        raise ElmExportError(f"--delegate {args.delegate!r}: choose one of {', '.join(DELEGATES)}")
-    if args.max_seq_len is not None and args.max_seq_len < 1:
-        raise ElmExportError(f"--max-seq-len {args.max_seq_len}: must be at least 1")
-    if args.context is not None and args.max_seq_len is not None and args.max_seq_len > args.context:
-        raise ElmExportError(f"--max-seq-len {args.max_seq_len} exceeds --context {args.context}")
-    quant = load_quant_config(args.quant)
-    modes = {quant.default.mode, quant.embedding.mode} | {q.mode for _, q in quant.overrides}
-    unsupported = sorted(modes - SUPPORTED_QUANT)
-    if unsupported:
-        raise ElmExportError(f"--quant {args.quant}: mode {unsupported[0]!r} has no ExecuTorch lowering; "
-                             f"use none, 8da4w (int4 group 32), int4 or int8")
-    if args.delegate == "coreml" and args.max_seq_len not in (None, 1):
-        raise ElmExportError("--delegate coreml exports a single-token forward (T = 1); drop --max-seq-len")
-
-
-@contextlib.contextmanager
 def quiet_executorch():
     """ExecuTorch and torchao warn per node and per pass; our own progress lines replace them."""
     for name in ("executorch", "torch._export", "torch.export", "coremltools"):
@@ -104,12 +96,12 @@ def constant_methods(compiled, max_seq_len: int, delegate: str) -> dict:
     }
 
 
-def export(compiled, args, out_dir: Path, log) -> dict:
+def export(compiled, options: ExecuTorchOptions, out_dir: Path, log) -> dict:
     from .executorch_lower import lower
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
-    delegate = getattr(args, "delegate", "xnnpack")
-    max_seq_len = getattr(args, "max_seq_len", None) or min(DEFAULT_MAX_SEQ_LEN, ir.context)
+    delegate = options.delegate
+    max_seq_len = options.max_seq_len or min(DEFAULT_MAX_SEQ_LEN, ir.context)
     if delegate == "coreml":
         from .executorch_coreml import COREML_MAX_SEQ_LEN
 
@@ -117,7 +109,7 @@ def export(compiled, args, out_dir: Path, log) -> dict:
     if max_seq_len > ir.context:
         raise ElmExportError(f"--max-seq-len {max_seq_len} exceeds the context length {ir.context}")
     methods = constant_methods(compiled, max_seq_len, delegate)
-    all_logits = bool(getattr(args, "all_logits", False)) or delegate != "xnnpack"  # coreml: T = 1 anyway
+    all_logits = options.all_logits or delegate != "xnnpack"  # coreml: T = 1 anyway
     t0 = time.perf_counter()
     with quiet_executorch():
         lowered = lower(ir, delegate, max_seq_len, methods, log=log, all_logits=all_logits)

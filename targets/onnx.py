@@ -18,11 +18,13 @@ then single-token decode steps) against the IR; the error goes into the manifest
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ElmExportError
-from ..passes.quant_config import LINEAR_MODES, load_quant_config
+from ..passes.quant_config import LINEAR_MODES
+from .options import TargetOptions, option
 
 DESCRIPTION = "ONNX package for onnxruntime / onnxruntime-genai (int4/int8 as MatMulNBits, fused norms/attention)"
 MODEL_FILE = "model.onnx"
@@ -31,36 +33,35 @@ MIN_CONTEXT = 8  # the export traces 3 new tokens, a mask of 5, buffers of 7 (di
 #                  specialises 0/1)
 
 
-def add_arguments(parser) -> None:
-    g = parser.add_argument_group("onnx")
-    g.add_argument("--accuracy-level", type=int, choices=range(5), default=4, metavar="0-4",
-                   help="MatMulNBits compute type: 4 = int8 activations (default; fastest), 0 = fp32 "
-                        "(about 2/3 of the decode speed; logits match the quantized IR to ~1e-5)")
-    g.add_argument("--logits", choices=("all", "last"), default="last",
-                   help="last: the head runs on the last fed position only (default, as for ExecuTorch: a "
-                        "generator samples only that row, and prefill skips T-1 rows of the vocab-wide head; "
-                        "logits [1, 1, vocab]); all: logits for every fed position (teacher-forced scoring, "
-                        "speculative decoding in one call)")
+@dataclass(frozen=True)
+class OnnxOptions(TargetOptions):
+    accuracy_level: int = option(4, "MatMulNBits compute type: 4 = int8 activations (fastest), 0 = fp32 (about 2/3 "
+                                    "of the decode speed; logits match the quantized IR to ~1e-5)",
+                                 choices=range(5))
+    logits: str = option("last", "last: the head runs on the last fed position only (as for ExecuTorch: a "
+                                 "generator samples only that row, and prefill skips T-1 rows of the vocab-wide "
+                                 "head; logits [1, 1, vocab]); all: logits for every fed position (teacher-forced "
+                                 "scoring, speculative decoding in one call)", choices=("all", "last"))
+
+    def check(self, context: int | None) -> None:
+        if context is not None and context < MIN_CONTEXT:
+            raise ElmExportError(f"--context {context}: the ONNX target needs at least {MIN_CONTEXT} positions")
 
 
-def check_arguments(args) -> None:
-    """Options the ONNX target cannot honour fail here, before the model is loaded."""
+OPTIONS = OnnxOptions
+FOUR_BIT_PRESET = "int4"  # what the quickstart exports it with
+
+
+def check_quant(config) -> None:
+    """MatMulNBits takes blocks of 16 or more, a power of two."""
     from .onnx_quant import check_block_size
 
-    if getattr(args, "context", None) is not None and args.context < MIN_CONTEXT:
-        raise ElmExportError(f"--context {args.context}: the ONNX target needs at least {MIN_CONTEXT} positions")
-    quant = load_quant_config(args.quant)
-    for where, q in [("default", quant.default), ("embedding", quant.embedding), *quant.overrides]:
-        if q.mode not in SUPPORTED_MODES:
-            raise ElmExportError(f"--quant {args.quant}: mode {q.mode!r} ({where}) is not supported by the ONNX "
-                                 f"target; choose {', '.join(SUPPORTED_MODES)} (palettized weights: elmexport coreml)")
+    for q in [config.default, config.embedding, *(q for _, q in config.overrides)]:
         if q.mode != "none":
             check_block_size(q.block_size)
-    if args.passes and "palettize" in args.passes:
-        raise ElmExportError("--passes palettize: the ONNX target has no palettized-weight lowering; drop it")
 
 
-def export(compiled, args, out_dir, log) -> dict:
+def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
     from ..package import base_manifest, finish_manifest, write_package
     from .onnx_export import export_onnx, io_specs, op_counts, save
     from .onnx_form import explicit_cache_form
@@ -73,11 +74,11 @@ def export(compiled, args, out_dir, log) -> dict:
     ir, cfg = compiled.ir, compiled.loaded.cfg
     if ir.context < MIN_CONTEXT:
         raise ElmExportError(f"context {ir.context}: the ONNX target needs at least {MIN_CONTEXT} positions")
-    accuracy_level = getattr(args, "accuracy_level", 4)
+    accuracy_level = options.accuracy_level
     t0 = time.perf_counter()
     form = explicit_cache_form(ir)
     skip_norms = fuse_skip_norms(form.gm)
-    logits = getattr(args, "logits", "last")
+    logits = options.logits
     if logits == "last":
         keep_last_logits(form.gm)
     quant_counts = lower_quantized_weights(form.gm, accuracy_level)

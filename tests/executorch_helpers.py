@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +35,10 @@ def tiny_compiled(quant: str = "none", vocab_size: int = 32000, tokenizer: Path 
     return CompiledModel(loaded, ir, qconfig, reports)
 
 
-def export_args(**overrides) -> Namespace:
-    args = {"delegate": "xnnpack", "max_seq_len": None, "quant": "none", "context": None}
-    args.update(overrides)
-    return Namespace(**args)
+def export_args(**overrides):
+    from elmexport.targets.executorch import ExecuTorchOptions
+
+    return ExecuTorchOptions(**overrides)
 
 
 def simulated_8da4w(ir) -> torch.fx.GraphModule:

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from elmexport.targets import onnx as onnx_target
 
 from elmexport.pipeline import build_ir
+from elmexport.targets.registry import target_entry
 from elmexport.weights.spec import ModelSpec
 
 
 def export_tiny(out: Path, quant: str = "none", accuracy_level: int = 4, model: str = "openelm-tiny",
                 context: int = 64, tokenizer: str | None = None, logits: str = "all"):
     """(compiled, manifest) for a random-weight tiny model exported through the target module."""
-    args = argparse.Namespace(quant=quant, passes=None, accuracy_level=accuracy_level, logits=logits)
-    onnx_target.check_arguments(args)
+    options = onnx_target.OnnxOptions(accuracy_level=accuracy_level, logits=logits)
+    options.check(context)
     spec = ModelSpec(model=model, random_weights=True, seed=0, context=context, tokenizer=tokenizer,
                      tokenizer_mode="optional")
-    compiled = build_ir(spec, quant, log=lambda *a: None)
-    manifest = onnx_target.export(compiled, args, out, lambda *a: None)
+    compiled = build_ir(spec, target_entry("onnx").quant_config(quant), log=lambda *a: None)
+    manifest = onnx_target.export(compiled, options, out, lambda *a: None)
     return compiled, manifest
 
 

@@ -1,0 +1,22 @@
+"""The model config a command will use, read without loading any weights.
+
+Presets, an HF folder's config.json or a GGUF's metadata: enough for `info` and for sizing a package before any
+slow step, so a destination without room is refused in a second, not after the export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models.config import ModelConfig, config_from_hf, get_preset
+from .spec import DEFAULT_MODEL, ModelSpec
+
+
+def config_without_weights(spec: ModelSpec) -> ModelConfig:
+    if spec.weights:
+        if str(spec.weights).endswith(".gguf"):
+            from .gguf_file import GGUFFile
+
+            return GGUFFile(Path(spec.weights)).config
+        return config_from_hf(spec.weights)
+    return get_preset(spec.preset_name() or DEFAULT_MODEL)

@@ -118,9 +118,10 @@ class Fields:
             raise self.fail(f"{self.label(key)!r} must be true or false, got {type_name(value)} {shown(value)}")
         return value
 
-    def string(self, key: str, default: Any = REQUIRED) -> str:
+    def string(self, key: str, default: Any = REQUIRED) -> str | None:
+        """A string; with `default=None` the key is optional and None comes back when it is absent."""
         value = self.get(key, default)
-        if not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
             raise self.fail(f"{self.label(key)!r} must be a string, got {type_name(value)} {shown(value)}")
         return value
 

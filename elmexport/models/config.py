@@ -117,20 +117,20 @@ class ModelConfig:
         """
         where = where or f"model config {self.name!r}"
         f = Fields(self.__dict__, where, ConfigError)
-        n = len(self.num_query_heads) if isinstance(self.num_query_heads, list) else 0
-        if not n or not (len(self.num_kv_heads) == len(self.ffn_dims) == n):
-            raise ConfigError(
-                f"{where}: per-layer lists disagree (query heads {_len(self.num_query_heads)}, "
-                f"kv heads {_len(self.num_kv_heads)}, ffn dims {_len(self.ffn_dims)})")
         f.string("name")
         if self.family not in ("openelm", "llama"):
             raise ConfigError(f"{where}: family {shown(self.family)} is not one of openelm, llama")
+        for key in ("chat_template", "system_prompt", "hf_repo"):
+            f.string(key, default=None)
+        per_layer = [f.int_list("num_query_heads", 1, MAX_HEADS, MAX_LAYERS),
+                     f.int_list("num_kv_heads", 1, MAX_HEADS, MAX_LAYERS),
+                     f.int_list("ffn_dims", 1, MAX_FFN_DIM, MAX_LAYERS)]
+        if len({len(v) for v in per_layer}) != 1:
+            raise ConfigError(f"{where}: per-layer lists disagree (query heads {len(per_layer[0])}, "
+                              f"kv heads {len(per_layer[1])}, ffn dims {len(per_layer[2])})")
         f.integer("vocab_size", 1, MAX_VOCAB)
         f.integer("model_dim", 1, MAX_MODEL_DIM)
         f.integer("head_dim", 2, MAX_HEAD_DIM)
-        f.int_list("num_query_heads", 1, MAX_HEADS, MAX_LAYERS)
-        f.int_list("num_kv_heads", 1, MAX_HEADS, MAX_LAYERS)
-        f.int_list("ffn_dims", 1, MAX_FFN_DIM, MAX_LAYERS)
         f.number("rope_theta", 0, MAX_ROPE_THETA, open_lo=True)
         f.number("norm_eps", 0, 0.1, open_lo=True)
         f.boolean("qk_norm")
@@ -181,10 +181,6 @@ class ModelConfig:
             if f.default is MISSING and f.default_factory is MISSING:
                 fields.get(f.name)
         return cls(**d).validate(where)
-
-
-def _len(v) -> int:
-    return len(v) if isinstance(v, list) else 0
 
 
 def openelm_config(

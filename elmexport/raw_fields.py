@@ -39,8 +39,10 @@ class Fields:
     """
 
     def __init__(self, raw: Any, where: str, error: type[ElmExportError] = ElmExportError,
-                 labels: dict[str, str] | None = None, what: str = "a JSON object (a mapping of keys to values)"):
-        self.where, self.error, self.labels = where, error, labels or {}
+                 labels: dict[str, str] | None = None, what: str = "a JSON object (a mapping of keys to values)",
+                 above_max: str = ""):
+        """`above_max` is said after a number over its upper bound (why sizes are capped, for size fields)."""
+        self.where, self.error, self.labels, self.above_max = where, error, labels or {}, above_max
         if not isinstance(raw, dict):
             raise error(f"{where}: expected {what}, got {type_name(raw)}")
         self.raw = raw
@@ -62,19 +64,20 @@ class Fields:
             return default
         return value
 
-    def integer(self, key: str, lo: int, hi: int, default: Any = REQUIRED) -> int:
-        return self._check_int(self.label(key), self.get(key, default), lo, hi)
+    def integer(self, key: str, lo: int, hi: int, default: Any = REQUIRED, *, size: bool = True) -> int:
+        """A whole number in [lo, hi]; `size=False` for ids, whose upper bound is not a size limit."""
+        return self._check_int(self.label(key), self.get(key, default), lo, hi, size)
 
-    def _check_int(self, label: str, value: Any, lo: int, hi: int) -> int:
+    def _check_int(self, label: str, value: Any, lo: int, hi: int, size: bool = True) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(f"{label!r} must be a whole number in [{lo:,}, {hi:,}], got {type_name(value)} "
                             f"{shown(value)}")
         if not lo <= value <= hi:
-            limit = f"; sizes above {hi:,} are refused (no model elmexport exports is that large)" if value > hi else ""
-            raise self.fail(f"{label!r} is {value:,}, outside [{lo:,}, {hi:,}]{limit}; fix the value")
+            note = self.above_max if size and value > hi else ""
+            raise self.fail(f"{label!r} is {value:,}, outside [{lo:,}, {hi:,}]{note}; fix the value")
         return value
 
-    def int_list(self, key: str, lo: int, hi: int, max_len: int) -> list[int]:
+    def int_list(self, key: str, lo: int, hi: int, max_len: int, *, size: bool = True) -> list[int]:
         """A per-layer list of whole numbers (at least one, at most `max_len`)."""
         value = self.get(key)
         label = self.label(key)
@@ -82,14 +85,15 @@ class Fields:
             size = f" of {len(value):,} entries" if isinstance(value, list) else ""
             raise self.fail(f"{label!r} must be a list of 1 to {max_len:,} whole numbers (one per layer), "
                             f"got {type_name(value)}{size}")
-        return [self._check_int(f"{label}[{i}]", v, lo, hi) for i, v in enumerate(value)]
+        return [self._check_int(f"{label}[{i}]", v, lo, hi, size) for i, v in enumerate(value)]
 
-    def int_or_int_list(self, key: str, lo: int, hi: int, default: Any = REQUIRED) -> list[int]:
+    def ids(self, key: str, lo: int, hi: int, default: Any = REQUIRED) -> list[int]:
+        """One id or a list of ids (HF writes `eos_token_id` either way)."""
         value = self.get(key, default)
         label = self.label(key)
         if isinstance(value, list):
-            return [self._check_int(f"{label}[{i}]", v, lo, hi) for i, v in enumerate(value)]
-        return [self._check_int(label, value, lo, hi)]
+            return [self._check_int(f"{label}[{i}]", v, lo, hi, False) for i, v in enumerate(value)]
+        return [self._check_int(label, value, lo, hi, False)]
 
     def number(self, key: str, lo: float, hi: float, default: Any = REQUIRED, *, open_lo: bool = False) -> float:
         return self._check_number(self.label(key), self.get(key, default), lo, hi, open_lo)

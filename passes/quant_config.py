@@ -151,7 +151,9 @@ def load_quant_config(spec: str | None) -> QuantConfig:
 
             raw = yaml.safe_load(path.read_bytes())
     except Exception as e:  # JSON, YAML and decoding errors alike: the file is not what it claims to be
-        raise ElmExportError(f"--quant {path}: cannot parse ({first_line(e, 120)})") from None
+        mark = getattr(e, "problem_mark", None)  # YAML's first line is context; the problem and line say more
+        detail = f"{e.problem} at line {mark.line + 1}" if mark and getattr(e, "problem", None) else first_line(e, 120)
+        raise ElmExportError(f"--quant {path}: cannot parse ({detail})") from None
     return quant_config_from_raw(raw, path.stem, f"--quant {path}")
 
 

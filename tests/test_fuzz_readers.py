@@ -133,8 +133,13 @@ MUTATIONS = dict(cut=st.none() | st.integers(0, 10**6),
 def gguf_bytes():
     from .test_input_validation import write_gguf_metadata
 
+    import numpy as np
+
     path = Path(tempfile.mkdtemp(prefix="fuzz-gguf-")) / "tiny.gguf"
-    return write_gguf_metadata(path).read_bytes()
+    rng = np.random.default_rng(0)
+    tensors = {"output_norm.weight": rng.standard_normal(128).astype(np.float32),
+               "blk.0.attn_q.weight": rng.standard_normal((128, 128)).astype(np.float16)}
+    return write_gguf_metadata(path, tensors=tensors).read_bytes()
 
 
 @FUZZ
@@ -143,7 +148,10 @@ def test_damaged_gguf(gguf_bytes, cut, flips):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "damaged.gguf"
         path.write_bytes(_mutate(gguf_bytes, cut, flips))
-        accepted_or_refused(GGUFFile, path)
+        gguf = accepted_or_refused(GGUFFile, path)
+        if gguf is not None:
+            for name in sorted(gguf.names()):
+                accepted_or_refused(gguf.read, name)
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +177,7 @@ def test_damaged_safetensors(safetensors_bytes, cut, flips):
 def test_the_fuzzed_files_start_out_valid(gguf_bytes, safetensors_bytes, tmp_path):
     """Unmutated, both files read: the byte-level properties above test damage, not a broken seed file."""
     (tmp_path / "ok.gguf").write_bytes(gguf_bytes)
-    assert GGUFFile(tmp_path / "ok.gguf").config.num_layers == 3
+    gguf = GGUFFile(tmp_path / "ok.gguf")
+    assert gguf.config.num_layers == 3 and gguf.read("model.layers.0.self_attn.q_proj.weight").shape == (128, 128)
     (tmp_path / "model.safetensors").write_bytes(safetensors_bytes)
     assert SafetensorsDir(tmp_path).names() == {"a.weight", "b.weight"}

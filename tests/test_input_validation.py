@@ -123,8 +123,8 @@ def test_manifest_config_with_unknown_key():
 
 # ---- GGUF metadata ----
 
-def write_gguf_metadata(path, changes=()):
-    """A llama GGUF with metadata only (no tensors): enough for `info`, which reads no weights."""
+def write_gguf_metadata(path, changes=(), tensors=None):
+    """A llama GGUF with metadata and `tensors` (GGUF name -> array; none by default: `info` reads no weights)."""
     import gguf
 
     meta = {"block_count": 3, "context_length": 256, "embedding_length": 128, "feed_forward_length": 320,
@@ -138,6 +138,8 @@ def write_gguf_metadata(path, changes=()):
             writer.add_uint32(f"llama.{key}", value)
     writer.add_float32("llama.rope.freq_base", 10000.0)
     writer.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    for name, array in (tensors or {}).items():
+        writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

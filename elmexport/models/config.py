@@ -32,6 +32,7 @@ MAX_VOCAB = 4_194_304
 MAX_POSITIONS = 16_777_216
 MAX_ROPE_THETA = 1e12
 MAX_PARAMETERS = 100_000_000_000
+ABOVE_MAX = " (larger sizes are refused before anything is allocated: no model elmexport exports is that large)"
 
 
 def check_positive_context(context) -> None:
@@ -116,7 +117,7 @@ class ModelConfig:
         `where` names the source (a config.json path) in the messages; the default is the config's name.
         """
         where = where or f"model config {self.name!r}"
-        f = Fields(self.__dict__, where, ConfigError)
+        f = Fields(self.__dict__, where, ConfigError, above_max=ABOVE_MAX)
         f.string("name")
         if self.family not in ("openelm", "llama"):
             raise ConfigError(f"{where}: family {shown(self.family)} is not one of openelm, llama")
@@ -137,11 +138,11 @@ class ModelConfig:
         f.boolean("tie_word_embeddings")
         f.integer("max_context_length", 1, MAX_POSITIONS)
         f.integer("rope_max_length", 1, MAX_POSITIONS)
-        f.integer("bos_token_id", 0, self.vocab_size - 1)
+        f.integer("bos_token_id", 0, self.vocab_size - 1, size=False)
         if not isinstance(self.eos_token_ids, list):
             raise ConfigError(f"{where}: eos_token_ids must be a list of token ids")
         if self.eos_token_ids:
-            f.int_list("eos_token_ids", 0, self.vocab_size - 1, 64)
+            f.int_list("eos_token_ids", 0, self.vocab_size - 1, 64, size=False)
         for i, (q, kv) in enumerate(zip(self.num_query_heads, self.num_kv_heads)):
             if q % kv:
                 raise ConfigError(f"{where}: layer {i} has {q} query heads, not a multiple of {kv} kv heads; "
@@ -267,7 +268,7 @@ def config_from_hf(path: str | Path, name: str | None = None) -> ModelConfig:
 
 def config_from_hf_dict(raw, where: str, fallback_name: str) -> ModelConfig:
     """The family dispatch of `config_from_hf` on an already parsed value (any JSON value: it is checked)."""
-    fields = Fields(raw, where, ConfigError)
+    fields = Fields(raw, where, ConfigError, above_max=ABOVE_MAX)
     name = raw.get("_name_or_path")
     name = name if isinstance(name, str) and name.strip() else fallback_name
     archs = raw.get("architectures") or []
@@ -308,15 +309,15 @@ def _openelm_from_hf(f: Fields, name: str) -> ModelConfig:
         tie_word_embeddings=f.boolean("share_input_output_layers", default=True),
         max_context_length=f.integer("max_context_length", 1, MAX_POSITIONS, default=2048),
         rope_max_length=f.integer("rope_max_length", 1, MAX_POSITIONS, default=4096),
-        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1)),
-        eos_token_ids=f.int_or_int_list("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
+        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1), size=False),
+        eos_token_ids=f.ids("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
         chat_template="openelm" if "instruct" in name.lower() else None,
     ).validate(f.where)
 
 
 def llama_from_hf_dict(raw, name: str, where: str = "config.json", labels: dict[str, str] | None = None) -> ModelConfig:
     """A Llama `config.json` as a dict; `labels` gives the keys' names in another format (GGUF) for messages."""
-    f = Fields(raw, where, ConfigError, labels)
+    f = Fields(raw, where, ConfigError, labels, above_max=ABOVE_MAX)
     d = f.integer("hidden_size", 1, MAX_MODEL_DIM)
     n_q = f.integer("num_attention_heads", 1, MAX_HEADS)
     n_kv = f.integer("num_key_value_heads", 1, MAX_HEADS, default=n_q)
@@ -349,7 +350,7 @@ def llama_from_hf_dict(raw, name: str, where: str = "config.json", labels: dict[
         norm_eps=f.number("rms_norm_eps", 0, 0.1, default=1e-6, open_lo=True),
         qk_norm=False, tie_word_embeddings=f.boolean("tie_word_embeddings", default=False),
         max_context_length=ctx, rope_max_length=ctx,
-        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1)),
-        eos_token_ids=f.int_or_int_list("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
+        bos_token_id=f.integer("bos_token_id", 0, vocab - 1, default=min(1, vocab - 1), size=False),
+        eos_token_ids=f.ids("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
         chat_template="chatml" if "smollm" in name.lower() else None,
     ).validate(where)

@@ -107,7 +107,10 @@ def test_device_report_and_yaml_thresholds(package, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["latency"]["device"]["decode_tokens_per_s"] > 0
-    assert {c["name"] for c in report["checks"]} == {"integrity", "max_abs_err", "min_greedy_match"}
+    checks = {c["name"]: c for c in report["checks"]}
+    assert {"integrity", "max_abs_err", "min_greedy_match", "min_lowering_cosine"} <= set(checks)
+    assert checks["max_abs_err"]["source"] == f"--thresholds {th}" and checks["max_abs_err"]["threshold"] == 0.05
+    assert checks["min_lowering_cosine"]["source"].startswith("default for none: measured")
     assert "device" in (tmp_path / "rep" / "report.md").read_text()
 
 

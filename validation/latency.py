@@ -3,7 +3,14 @@
     python -m elmexport.validation.latency PACKAGE_DIR [--prompt-tokens 64] [--decode-steps 16] [--rounds 3]
 
 Prints JSON: prefill tokens/s, decode tokens/s (median over steps and rounds, with min and max), time to first
-token (prefill of the prompt), load seconds and peak RSS in MiB.
+token (prefill of the prompt), load seconds, and memory: load RSS (resident right after the runtime opened the
+package) and peak RSS (the high-water mark of the whole run), in MiB.
+
+Memory is read from /proc/self/status (VmRSS, VmHWM), not from getrusage: on Linux a forked child's ru_maxrss
+starts at its parent's peak and survives exec, so a latency process started by a validator that had just run
+the eager model reported the validator's ~4 GiB instead of the package's ~0.2 GiB. The kernel starts VmHWM
+afresh for the new program image, so it is this process's own peak. Where /proc is missing (macOS) the memory
+fields are null rather than a misleading number.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,19 +50,32 @@ def measure(runner, prompt: list[int], decode_steps: int, rounds: int) -> dict:
     }
 
 
+def proc_status_mib(key: str) -> float | None:
+    """A memory line of /proc/self/status ("VmRSS", "VmHWM") in MiB; None where the file does not exist."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024  # the kernel reports kB
+    except OSError:
+        return None
+    return None
+
+
 def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
-    from ..package import read_manifest
+    from ..manifest import read_manifest
     from .runners import open_package_runner
 
     manifest = read_manifest(package_dir)
     t0 = time.perf_counter()
     runner = open_package_runner(package_dir, manifest)
     load = time.perf_counter() - t0
+    load_rss = proc_status_mib("VmRSS")
     vocab = manifest["model"]["config"]["vocab_size"]
     prompt = [(7 * i + 3) % vocab for i in range(min(prompt_tokens, runner.context - decode_steps - 1))]
     out = measure(runner, prompt, decode_steps, rounds)
-    out.update(runtime=runner.name, load_seconds=load,
-               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out.update(runtime=runner.name, load_seconds=load, load_rss_mib=load_rss, peak_rss_mib=proc_status_mib("VmHWM"),
+               memory_source="/proc/self/status of the latency process (VmRSS after load, VmHWM at the end)")
     return out
 
 

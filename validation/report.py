@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from .. import strict_json
 from ..errors import ElmExportError
 
 DEVICE_REQUIRED = ("schema_version", "device", "package", "summary")
@@ -24,6 +25,9 @@ def load_device_report(path: str | Path) -> dict:
         raise ElmExportError(f"--device-report {path}: no such file") from None
     except json.JSONDecodeError as e:
         raise ElmExportError(f"--device-report {path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("summary", "device")):
+        raise ElmExportError(f"--device-report {path}: expected the iOS demo's benchmark JSON (an object with "
+                             f"'device' and 'summary' objects; ios_demo/Schemas/device_report.schema.json)")
     missing = [k for k in DEVICE_REQUIRED if k not in data]
     if missing:
         raise ElmExportError(f"--device-report {path}: missing {missing[0]!r}; expected the iOS demo's benchmark "
@@ -47,16 +51,50 @@ def _fmt(v, digits=4):
     return str(v)
 
 
+def verdict(r: dict) -> str:
+    return "PASSED" if r["passed"] else "FAILED"
+
+
 def to_markdown(r: dict) -> str:
     lines = [f"# Validation of `{r['package']}`", "",
              f"target **{r['target']}**, model {r['model']}, quantization {r['quantization']}"
-             + (" (random weights)" if r["random_weights"] else "") + f", text: {r['text']}", "",
-             f"**{'PASSED' if r['passed'] else 'FAILED'}**", "", "## Stages (each compared with the eager fp32 reference)", "",
-             "| stage | runtime | max abs err | max rel err | min cosine | top-1 | greedy match | perplexity | vs previous stage (max abs / top-1) |",
+             + (" (random weights)" if r["random_weights"] else "") + f", text: {r['text'] or '-'}", "",
+             f"**{verdict(r)}**", ""]
+    if r.get("skipped_reason"):
+        lines += [f"Numeric stages skipped: {r['skipped_reason']}.", ""]
+    lines += ["## Checks", ""]
+    lines += [f"- {'PASS' if c['passed'] else 'FAIL'} `{c['name']}`: {c['detail']}" for c in r["checks"]]
+    lines += ["", "## Gates applied", "", "| gate | limit | source |", "|---|---|---|"]
+    lines += [f"| {g['name']} | {_fmt(g['threshold'])} | {g['source']} |" for g in r.get("gates", [])]
+    if r["stages"]:
+        lines += _stage_tables(r)
+    lines += ["", "## Latency", "",
+              "| where | runtime | prefill tok/s | decode tok/s (min-max) | TTFT ms | load RSS MiB | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|"]
+    for where, l in r["latency"].items():
+        if "error" in l:
+            lines.append(f"| {where} | {l['error']} | | | | | |")
+            continue
+        rng = f" ({_fmt(l.get('decode_tokens_per_s_min'), 3)}-{_fmt(l.get('decode_tokens_per_s_max'), 3)})" \
+            if l.get("decode_tokens_per_s_min") else ""
+        lines.append(f"| {where} | {l.get('runtime', '')} | {_fmt(l.get('prefill_tokens_per_s'))} | "
+                     f"{_fmt(l.get('decode_tokens_per_s'))}{rng} | {_fmt(l.get('time_to_first_token_ms'))} | "
+                     f"{_fmt(l.get('load_rss_mib'))} | {_fmt(l.get('peak_rss_mib'))} |")
+    if any("memory_source" in l for l in r["latency"].values()):
+        lines += ["", "Memory of a package runtime: " + next(l["memory_source"] for l in r["latency"].values()
+                                                           if "memory_source" in l) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _stage_tables(r: dict) -> list[str]:
+    lines = ["", "## Stages (each compared with the eager fp32 reference)", "",
+             "| stage | runtime | max abs err | max rel err | min cosine | top-1 | greedy match | perplexity | "
+             "vs previous stage (max abs / min cosine / top-1 / ppl change) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in r["stages"]:
         prev = s.get("vs_previous_stage")
-        prev_s = f"{_fmt(prev['max_abs_err'])} / {_fmt(prev['top1_agreement'])}" if prev else "-"
+        prev_s = (f"{_fmt(prev['max_abs_err'])} / {_fmt(prev['cosine_min'], 6)} / {_fmt(prev['top1_agreement'])} / "
+                  f"{_fmt(prev.get('ppl_change'))}") if prev else "-"
         lines.append(f"| {s['name']} | {s['runtime']} | {_fmt(s['max_abs_err'])} | {_fmt(s['max_rel_err'])} | "
                      f"{_fmt(s['cosine_min'], 6)} | {_fmt(s['top1_agreement'])} | {s['greedy_match_tokens']} | "
                      f"{_fmt(s['perplexity'])} | {prev_s} |")
@@ -68,20 +106,7 @@ def to_markdown(r: dict) -> str:
               f"first layer where the error jumps: {jump if jump is not None else 'none'}", "",
               "| layer | max abs err | rel err |", "|---|---|---|"]
     lines += [f"| {x['layer']} | {_fmt(x['max_abs_err'])} | {_fmt(x['rel_err'])} |" for x in r["layers"]["eager_vs_ir"]]
-    lines += ["", "## Latency", "", "| where | runtime | prefill tok/s | decode tok/s (min-max) | TTFT ms | peak RSS MiB |",
-              "|---|---|---|---|---|---|"]
-    for where, l in r["latency"].items():
-        if "error" in l:
-            lines.append(f"| {where} | {l['error']} | | | | |")
-            continue
-        rng = f" ({_fmt(l.get('decode_tokens_per_s_min'), 3)}-{_fmt(l.get('decode_tokens_per_s_max'), 3)})" \
-            if l.get("decode_tokens_per_s_min") else ""
-        lines.append(f"| {where} | {l.get('runtime', '')} | {_fmt(l.get('prefill_tokens_per_s'))} | "
-                     f"{_fmt(l.get('decode_tokens_per_s'))}{rng} | {_fmt(l.get('time_to_first_token_ms'))} | "
-                     f"{_fmt(l.get('peak_rss_mib'))} |")
-    lines += ["", "## Checks", ""]
-    lines += [f"- {'PASS' if c['passed'] else 'FAIL'} `{c['name']}`: {c['detail']}" for c in r["checks"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _bars_svg(title: str, items: list[tuple[str, float]], log_scale: bool = False, unit: str = "") -> str:
@@ -114,17 +139,21 @@ def _bars_svg(title: str, items: list[tuple[str, float]], log_scale: bool = Fals
 def to_html(r: dict) -> str:
     err = [(s["name"], s["max_abs_err"]) for s in r["stages"][1:]]
     layers = [(f"layer {x['layer']}", x["rel_err"]) for x in r["layers"]["eager_vs_ir"]]
-    decode = [(k, v.get("decode_tokens_per_s")) for k, v in r["latency"].items() if "error" not in v]
-    prefill = [(k, v.get("prefill_tokens_per_s")) for k, v in r["latency"].items() if "error" not in v]
+    ok = {k: v for k, v in r["latency"].items() if "error" not in v}
+    decode = [(k, v.get("decode_tokens_per_s")) for k, v in ok.items()]
+    prefill = [(k, v.get("prefill_tokens_per_s")) for k, v in ok.items()]
+    memory = [(f"{k} {what}", v.get(f"{what}_rss_mib")) for k, v in ok.items() for what in ("load", "peak")
+              if v.get(f"{what}_rss_mib") is not None]
     body = [
         _bars_svg("max abs logit error vs eager, per stage (log)", err, log_scale=True),
         _bars_svg("relative hidden-state error per layer, eager vs IR (log)", layers, log_scale=True),
         _bars_svg("decode tokens/s per runtime", decode, unit=" tok/s"),
         _bars_svg("prefill tokens/s per runtime", prefill, unit=" tok/s"),
+        _bars_svg("resident memory per runtime (MiB)", memory, unit=" MiB"),
     ]
     md = html.escape(to_markdown(r))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>elmexport validation</title></head><body>"
-            f"<h1>{'PASSED' if r['passed'] else 'FAILED'}: {html.escape(r['package'])}</h1>"
+            f"<h1>{verdict(r)}: {html.escape(r['package'])}</h1>"
             + "".join(f"<div>{b}</div>" for b in body) + f"<pre>{md}</pre></body></html>")
 
 
@@ -138,10 +167,23 @@ def to_junit(r: dict) -> str:
             f'tests="{len(cases)}" failures="{failures}">' + "".join(cases) + "</testsuite>\n")
 
 
+def to_json(r: dict) -> str:
+    """Strict JSON: a non-finite measurement (a broken package's infinite perplexity) is written as null."""
+    return strict_json.dumps(r, nonfinite="null")
+
+
+def write_junit(r: dict, path: str | Path) -> Path:
+    """JUnit XML at `path`, creating missing parent folders as `--out` does."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_junit(r))
+    return path
+
+
 def write_reports(r: dict, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
-    paths["json"].write_text(json.dumps(r, indent=2, default=str))
+    paths["json"].write_text(to_json(r))
     paths["md"].write_text(to_markdown(r))
     paths["html"].write_text(to_html(r))
     return paths

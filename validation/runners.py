@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import ElmExportError
-from ..package import read_manifest
+from ..manifest import read_manifest
 
 RUNNERS = {
     "coreml": "elmexport.validation.coreml_runner",

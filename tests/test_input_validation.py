@@ -11,7 +11,7 @@ import torch
 from elmexport.cli import main
 from elmexport.errors import ElmExportError
 from elmexport.frontend import capture
-from elmexport.models.config import ConfigError, ModelConfig, get_preset, llama_from_hf_dict
+from elmexport.models.config import ConfigError, ModelConfig, config_from_hf_dict, get_preset, llama_from_hf_dict
 from elmexport.models.transformer import Transformer, init_random_weights
 from elmexport.passes.manager import PassManager
 from elmexport.weights.spec import ModelSpec
@@ -312,6 +312,14 @@ def test_context_past_a_checkpoint_config(tmp_path, capsys, tiny_llama_weights):
     folder = write_hf_dir(tmp_path / "model", tiny_llama_weights, TINY_LLAMA_CONFIG)  # max_position_embeddings 256
     line = cli_error(capsys, "compile", "--weights", folder, "--context", 257)
     assert "--context 257" in line and "256 positions" in line
+
+
+def test_default_context_stays_in_the_rope_range():
+    raw = dict(openelm_config_json(get_preset("openelm-tiny")), rope_max_length=512)
+    cfg = config_from_hf_dict(raw, "config.json", "short-rope")
+    assert cfg.check_context(None) == 512
+    with pytest.raises(ConfigError, match="512 positions"):
+        cfg.check_context(513)
 
 
 @pytest.mark.parametrize("kw,expected", [

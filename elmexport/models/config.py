@@ -78,8 +78,9 @@ class ModelConfig:
 
     @property
     def default_context(self) -> int:
-        """KV-cache length when --context is not given: the model's own, capped at 2048 (phone memory, speed)."""
-        return min(self.max_context_length, 2048)
+        """KV-cache length when --context is not given: the model's own (within its RoPE range), capped at 2048
+        (phone memory, speed)."""
+        return min(self.max_context_length, self.rope_max_length, 2048)
 
     @property
     def num_layers(self) -> int:

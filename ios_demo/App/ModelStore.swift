@@ -27,7 +27,7 @@ final class ModelStore {
     struct LoadedModel {
         let package: ModelPackage
         let tokenizer: Tokenizer
-        let model: CoreMLLanguageModel
+        let model: KVCacheEngine
         let loadSeconds: Double
     }
 
@@ -70,7 +70,7 @@ final class ModelStore {
             let tokenizer = try await Task.detached { try package.loadTokenizer() }.value
             let compiled = try await CoreMLModelCompiler.compiledModel(for: package)
             let model = try await Task.detached {
-                try CoreMLLanguageModel(compiledModelURL: compiled, manifest: package.manifest, computeUnits: units,
+                try CoreMLBackend.loadEngine(compiledModelURL: compiled, manifest: package.manifest, computeUnits: units,
                                         vocabularySizeHint: tokenizer.vocabularySize)
             }.value
             loaded = LoadedModel(package: package, tokenizer: tokenizer, model: model, loadSeconds: Date().timeIntervalSince(started))

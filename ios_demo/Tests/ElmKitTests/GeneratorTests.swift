@@ -71,11 +71,11 @@ import Testing
     }
 
     @Test func stopsWhenTheContextIsFull() throws {
-        // Context L, prompt P: tokens at positions P..L-1 can be fed, so L - P + 1 tokens come out.
+        // Context L, prompt P: like `elmexport generate`, L - P tokens come out, so prompt and reply fit the cache.
         let m = model(script: String(repeating: "word ", count: 40), contextLength: prompt.count + 6)
         let result = try Generator(model: m, tokenizer: tokenizer).generate(prompt: prompt, config: GenerationConfig(maxNewTokens: 100))
         #expect(result.finishReason == .contextFull)
-        #expect(result.tokens.count == 7)
+        #expect(result.tokens.count == 6)
         #expect(m.calls.allSatisfy { $0.position + $0.count <= m.contextLength })
     }
 

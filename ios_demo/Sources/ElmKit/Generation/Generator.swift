@@ -26,6 +26,8 @@ public enum FinishReason: String, Sendable, Codable {
 /// decode tokens/s is steps divided by their total time.
 public struct GenerationStats: Sendable, Equatable, Codable {
     public var promptTokens = 0
+    /// Leading prompt tokens whose KV entries were kept from the previous turn (not prefilled again).
+    public var reusedPromptTokens = 0
     public var generatedTokens = 0
     public var decodeSteps = 0
     public var prefillSeconds = 0.0
@@ -34,7 +36,9 @@ public struct GenerationStats: Sendable, Equatable, Codable {
 
     public init() {}
 
-    public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
+    /// Prompt tokens that went through the model in this generation.
+    public var prefilledTokens: Int { promptTokens - reusedPromptTokens }
+    public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(prefilledTokens) / prefillSeconds : 0 }
     public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(decodeSteps) / decodeSeconds : 0 }
 }
 
@@ -58,10 +62,10 @@ public struct GenerationResult: Sendable {
 /// The prefill-then-decode loop over a `LanguageModel`, with streaming text, stop conditions and timing.
 public final class Generator {
     public let model: LanguageModel
-    public let tokenizer: Tokenizer
+    public let tokenizer: any TokenTextDecoder
     private let clock: GenerationClock
 
-    public init(model: LanguageModel, tokenizer: Tokenizer, clock: GenerationClock = SystemClock()) {
+    public init(model: LanguageModel, tokenizer: any TokenTextDecoder, clock: GenerationClock = SystemClock()) {
         self.model = model
         self.tokenizer = tokenizer
         self.clock = clock
@@ -69,16 +73,25 @@ public final class Generator {
 
     /// Generates after `prompt` (token ids, e.g. `tokenizer.encode(template.render(...))`).
     /// `onEvent` is called once per generated token; returning false cancels.
+    ///
+    /// With `reuseCache` and a `KVReusingModel`, the state is kept and only the part of `prompt` after what the
+    /// cache already holds is prefilled (the next chat turn); otherwise the model starts from a fresh state.
+    /// At most `contextLength - prompt.count` tokens are generated, as `elmexport generate` does: the whole
+    /// conversation must fit in the cache for the next turn to reuse it.
     @discardableResult
-    public func generate(prompt: [Int], config: GenerationConfig,
+    public func generate(prompt: [Int], config: GenerationConfig, reuseCache: Bool = false,
                          onEvent: (GenerationEvent) -> Bool = { _ in true }) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
-        guard prompt.count <= model.contextLength else {
+        guard prompt.count < model.contextLength else {
             throw GenerationError.promptTooLong(tokens: prompt.count, contextLength: model.contextLength)
         }
-        try model.reset()
+        var reused = 0
+        if reuseCache, let cached = model as? KVReusingModel { reused = cached.reusablePrefix(for: prompt) }
+        if reused == 0 { try model.reset() }
+        let budget = model.contextLength - prompt.count
         var stats = GenerationStats()
         stats.promptTokens = prompt.count
+        stats.reusedPromptTokens = reused
         var sampler = Sampler(config.sampling)
         var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
         var stops = StopStringMatcher(config.stopStrings)
@@ -87,7 +100,7 @@ public final class Generator {
         var text = ""
 
         let start = clock.now()
-        var logits = try model.prefillChunked(prompt, from: 0)[0]
+        var logits = try model.prefillChunked(Array(prompt[reused...]), from: reused)[0]
         stats.prefillSeconds = clock.now() - start
         var stepStart = clock.now()
         var finish = FinishReason.maxTokens
@@ -113,7 +126,7 @@ public final class Generator {
             if stops.stopped { finish = .stopString; break }
             if !onEvent(GenerationEvent(tokenId: token, text: delta, stats: stats)) { finish = .cancelled; break }
             if generated.count >= config.maxNewTokens { break }
-            guard context.count <= model.contextLength else { finish = .contextFull; break }  // next write: position count-1
+            guard generated.count < budget else { finish = .contextFull; break }
 
             stepStart = clock.now()
             logits = try model.decode(token, at: context.count - 1)

@@ -4,13 +4,13 @@
 /// decoders strip a leading space, so a token's text depends on its neighbours. Each step decodes a short window
 /// and emits only what was added since the previous window, holding back while the text ends in U+FFFD.
 public struct StreamingDetokenizer {
-    private let tokenizer: Tokenizer
+    private let tokenizer: any TokenTextDecoder
     private let skipSpecialTokens: Bool
     private var ids: [Int] = []
     private var prefix: [UInt8] = []
     private var prefixIndex = 0
 
-    public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = true) {
+    public init(tokenizer: any TokenTextDecoder, skipSpecialTokens: Bool = true) {
         self.tokenizer = tokenizer
         self.skipSpecialTokens = skipSpecialTokens
     }

@@ -17,8 +17,12 @@ public struct ModelManifest: Equatable, Sendable {
     public var eosTokenIds: [Int]
     /// "chatml", "openelm" or nil.
     public var chatTemplate: String?
+    /// The system message the exporter's own chat prompts start with (`elmexport generate`), or nil.
+    public var systemPrompt: String?
     public var contextLength: Int?
     public var prefillChunk: Int?
+    /// The quantization preset's name: the exporter writes an object `{"name": "int4", ...}`; a plain string
+    /// (older manifests) is read as the name.
     public var quantization: String?
     public var randomWeights: Bool?
     public var files: JSONValue?
@@ -38,17 +42,22 @@ public struct ModelManifest: Equatable, Sendable {
             eosTokenIds = (json["eos_token_ids"]?.intValue ?? json["eos_token_id"]?.intValue).map { [$0] } ?? []
         }
         chatTemplate = json["chat_template"]?.stringValue
+        systemPrompt = json["system_prompt"]?.stringValue
         contextLength = json["context_length"]?.intValue
         prefillChunk = json["prefill_chunk"]?.intValue
-        quantization = json["quantization"]?.stringValue
+        quantization = json["quantization"]?["name"]?.stringValue ?? json["quantization"]?.stringValue
         randomWeights = json["random_weights"]?.boolValue
         files = json["files"]
+        modelFile = json["model_file"]?.stringValue
         coreML = CoreMLContract(json: json["coreml"])
     }
 
     public init(contentsOf url: URL) throws {
         self.init(json: try JSONValue.parse(contentsOf: url))
     }
+
+    /// The model file the exporter names (`model_file`), if any.
+    public var modelFile: String?
 
     /// A file name listed under `files` for `role` (an object `{"model": "x.mlpackage"}`), if any.
     public func file(forRole role: String) -> String? { files?[role]?.stringValue }

@@ -22,9 +22,10 @@ public struct ModelPackage: Sendable, Identifiable, Equatable {
 
     public var chatTemplate: ChatTemplate { ChatTemplate(manifestValue: manifest.chatTemplate) }
 
-    /// The Core ML model: `files.model` if given, else the first `.mlmodelc` / `.mlpackage` listed or present.
+    /// The Core ML model: `model_file` (what the exporter writes) or `files.model` if given, else the first
+    /// `.mlmodelc` / `.mlpackage` listed or present.
     public var coreMLModelURL: URL? {
-        if let named = manifest.file(forRole: "model") ?? manifest.file(forRole: "coreml") {
+        if let named = manifest.modelFile ?? manifest.file(forRole: "model") ?? manifest.file(forRole: "coreml") {
             return directory.appendingPathComponent(named)
         }
         let isModel = { (name: String) in name.hasSuffix(".mlmodelc") || name.hasSuffix(".mlpackage") }

@@ -3,21 +3,21 @@ import Accelerate
 import CoreML
 import Foundation
 
-/// `LanguageModel` over an exported multifunction Core ML package (iOS 18 / macOS 15: functions + `MLState`).
+/// The Core ML side of `KVCacheEngine`: one exported multifunction package (iOS 18 / macOS 15: functions +
+/// `MLState`), called exactly as the engine asks. All chunking, padding and position logic is in the engine, so
+/// it is the same code the Linux tests replay against the host's MIL interpreter.
 ///
-/// Contract (provisional; names come from `CoreMLContract`, i.e. manifest.json when it overrides them):
+/// Contract (names come from `CoreMLContract`, i.e. manifest.json when it overrides them):
 /// - function "prefill": `input_ids` Int32 [1, C], `input_pos` Int32 [C]; C = manifest `prefill_chunk`.
 /// - function "decode": `input_ids` Int32 [1, 1], `input_pos` Int32 [1].
-/// - output `logits` Float16 (or Float32) [1, T, vocab]; KV caches are states `k_cache_{i}` / `v_cache_{i}`.
+/// - output `logits` Float16 (or Float32) [1, T, vocab]; the KV caches are states.
 /// Both functions are loaded from the same compiled model and share one `MLState`, so the prefill writes the
-/// cache that decode then reads. A short chunk is padded at the end (positions continue past the real tokens);
-/// the model masks by position, and later calls overwrite whatever the padding wrote.
-/// Not thread-safe: hand it between tasks freely, but run one call at a time (the `MLState` is shared).
-public final class CoreMLLanguageModel: LanguageModel, @unchecked Sendable {
+/// cache that decode then reads. Not thread-safe: `ModelHost` owns it and serialises every call.
+public final class CoreMLBackend: PredictionBackend {
     public let vocabularySize: Int
-    public let contextLength: Int
-    public let prefillChunkLength: Int
     public let contract: CoreMLContract
+    /// The units the model was loaded with (what a device report must name, whatever the picker says now).
+    public let computeUnits: MLComputeUnits
     private let prefillModel: MLModel
     private let decodeModel: MLModel
     private var state: MLState
@@ -34,11 +34,29 @@ public final class CoreMLLanguageModel: LanguageModel, @unchecked Sendable {
         }
     }
 
+    /// Loads the package's two functions and returns the engine that drives them.
     /// - Parameters:
     ///   - compiledModelURL: a `.mlmodelc` directory (see `CoreMLModelCompiler`).
     ///   - vocabularySizeHint: used when the model description does not state the logits width.
-    public init(compiledModelURL: URL, manifest: ModelManifest, computeUnits: MLComputeUnits = .all, vocabularySizeHint: Int? = nil) throws {
+    public static func loadEngine(compiledModelURL: URL, manifest: ModelManifest, computeUnits: MLComputeUnits = .all,
+                                  vocabularySizeHint: Int? = nil) throws -> KVCacheEngine {
+        let backend = try CoreMLBackend(compiledModelURL: compiledModelURL, manifest: manifest, computeUnits: computeUnits,
+                                        vocabularySizeHint: vocabularySizeHint)
+        let inputShape = backend.prefillModel.modelDescription.inputDescriptionsByName[backend.contract.inputIds]?
+            .multiArrayConstraint?.shape.map(\.intValue)
+        guard let chunk = manifest.prefillChunk ?? inputShape?.last, chunk > 0 else {
+            throw LoadError.missingManifestValue("prefill_chunk")
+        }
+        if let declared = inputShape?.last, declared > 1, declared != chunk {
+            throw LoadError.badOutput("prefill input_ids take \(declared) tokens but manifest prefill_chunk is \(chunk)")
+        }
+        guard let context = manifest.contextLength, context > 0 else { throw LoadError.missingManifestValue("context_length") }
+        return KVCacheEngine(backend: backend, contextLength: context, prefillChunkLength: chunk)
+    }
+
+    init(compiledModelURL: URL, manifest: ModelManifest, computeUnits: MLComputeUnits, vocabularySizeHint: Int?) throws {
         contract = manifest.coreML
+        self.computeUnits = computeUnits
         func load(_ function: String) throws -> MLModel {
             let configuration = MLModelConfiguration()
             configuration.computeUnits = computeUnits
@@ -48,61 +66,30 @@ public final class CoreMLLanguageModel: LanguageModel, @unchecked Sendable {
         prefillModel = try load(contract.prefillFunction)
         decodeModel = try load(contract.decodeFunction)
         state = prefillModel.makeState()
-
-        let inputShape = prefillModel.modelDescription.inputDescriptionsByName[contract.inputIds]?.multiArrayConstraint?.shape.map(\.intValue)
-        guard let chunk = manifest.prefillChunk ?? inputShape?.last, chunk > 0 else {
-            throw LoadError.missingManifestValue("prefill_chunk")
-        }
-        if let declared = inputShape?.last, declared > 1, declared != chunk {
-            throw LoadError.badOutput("prefill input_ids take \(declared) tokens but manifest prefill_chunk is \(chunk)")
-        }
-        guard let context = manifest.contextLength, context > 0 else { throw LoadError.missingManifestValue("context_length") }
         let logitsShape = decodeModel.modelDescription.outputDescriptionsByName[contract.logits]?.multiArrayConstraint?.shape.map(\.intValue)
         guard let vocab = logitsShape?.last.flatMap({ $0 > 1 ? $0 : nil }) ?? vocabularySizeHint else {
             throw LoadError.badOutput("no logits width in the model description and no vocabulary size hint")
         }
-        prefillChunkLength = chunk
-        contextLength = context
         vocabularySize = vocab
     }
 
-    public func reset() throws {
+    public func makeFreshState() throws {
         state = prefillModel.makeState()
     }
 
-    public func prefill(_ tokens: [Int], at position: Int, allLogits: Bool) throws -> [[Float]] {
-        precondition((1...prefillChunkLength).contains(tokens.count), "prefill takes 1...\(prefillChunkLength) tokens")
-        if position + prefillChunkLength > contextLength {
-            // Padding would have to reuse the last cache position and could overwrite a real token there.
-            var rows: [[Float]] = []
-            for (i, t) in tokens.enumerated() { rows.append(try decode(t, at: position + i)) }
-            return allLogits ? rows : [rows[rows.count - 1]]
-        }
-        let c = prefillChunkLength
-        let ids = try MLMultiArray(shape: [1, NSNumber(value: c)], dataType: .int32)
-        let positions = try MLMultiArray(shape: [NSNumber(value: c)], dataType: .int32)
+    public func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], rows: Range<Int>) throws -> [[Float]] {
+        let count = inputIds.count
+        let ids = try MLMultiArray(shape: [1, NSNumber(value: count)], dataType: .int32)
+        let positions = try MLMultiArray(shape: [NSNumber(value: count)], dataType: .int32)
         ids.withUnsafeMutableBytes { raw, _ in
             let p = raw.bindMemory(to: Int32.self)
-            for i in 0..<c { p[i] = Int32(i < tokens.count ? tokens[i] : tokens[tokens.count - 1]) }
+            for i in 0..<count { p[i] = inputIds[i] }
         }
         positions.withUnsafeMutableBytes { raw, _ in
             let p = raw.bindMemory(to: Int32.self)
-            for i in 0..<c { p[i] = Int32(position + i) }
+            for i in 0..<count { p[i] = inputPositions[i] }
         }
-        let logits = try run(prefillModel, ids: ids, positions: positions)
-        let wanted = allLogits ? 0..<tokens.count : (tokens.count - 1)..<tokens.count
-        return try CoreMLLanguageModel.rows(of: logits, wanted, vocabulary: vocabularySize)
-    }
-
-    public func decode(_ token: Int, at position: Int) throws -> [Float] {
-        let ids = try MLMultiArray(shape: [1, 1], dataType: .int32)
-        let positions = try MLMultiArray(shape: [1], dataType: .int32)
-        ids.withUnsafeMutableBytes { raw, _ in raw.bindMemory(to: Int32.self)[0] = Int32(token) }
-        positions.withUnsafeMutableBytes { raw, _ in raw.bindMemory(to: Int32.self)[0] = Int32(position) }
-        return try CoreMLLanguageModel.rows(of: try run(decodeModel, ids: ids, positions: positions), 0..<1, vocabulary: vocabularySize)[0]
-    }
-
-    private func run(_ model: MLModel, ids: MLMultiArray, positions: MLMultiArray) throws -> MLMultiArray {
+        let model = function == .prefill ? prefillModel : decodeModel
         let inputs = try MLDictionaryFeatureProvider(dictionary: [
             contract.inputIds: MLFeatureValue(multiArray: ids),
             contract.inputPositions: MLFeatureValue(multiArray: positions),
@@ -111,7 +98,7 @@ public final class CoreMLLanguageModel: LanguageModel, @unchecked Sendable {
         guard let logits = output.featureValue(for: contract.logits)?.multiArrayValue else {
             throw LoadError.badOutput("no multi-array named \(contract.logits)")
         }
-        return logits
+        return try CoreMLBackend.rows(of: logits, rows, vocabulary: vocabularySize)
     }
 
     /// Rows `wanted` of a [1, T, V] (or [T, V]) logits array as Float, honouring the array's strides.
@@ -155,7 +142,7 @@ public final class CoreMLLanguageModel: LanguageModel, @unchecked Sendable {
 /// Compiles an `.mlpackage` once and keeps the `.mlmodelc` in Application Support, keyed by package folder name.
 public enum CoreMLModelCompiler {
     public static func compiledModel(for package: ModelPackage) async throws -> URL {
-        guard let source = package.coreMLModelURL else { throw CoreMLLanguageModel.LoadError.missingManifestValue("files.model") }
+        guard let source = package.coreMLModelURL else { throw CoreMLBackend.LoadError.missingManifestValue("files.model") }
         if source.pathExtension == "mlmodelc" { return source }
         let fm = FileManager.default
         let cacheRoot = try fm.url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)

@@ -98,6 +98,20 @@ def test_flipped_byte_fails_integrity_and_is_never_loaded(package, tmp_path):
     assert "skipped" in (tmp_path / "rep" / "report.md").read_text()
 
 
+def test_unparseable_model_with_matching_checksums_fails_without_a_traceback(package, tmp_path):
+    broken = copy_package(package, tmp_path / "pkg")
+    data = bytearray((broken / "model.onnx").read_bytes())
+    data[10:40] = b"\xff" * 30  # the protobuf header: the runtime cannot parse the model
+    (broken / "model.onnx").write_bytes(bytes(data))
+    reseal(broken)
+    proc = run("validate", str(broken), *FAST, "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    report = report_of(tmp_path / "rep" / "report.json")
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["package_runs"] and "runtime" in failed[0]["detail"]
+    assert report["stages"] == [] and not report["passed"]
+
+
 def test_manifest_without_checksums_fails(package, tmp_path):
     broken = copy_package(package, tmp_path / "pkg")
     manifest = json.loads((broken / "manifest.json").read_text())

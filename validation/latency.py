@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -73,13 +74,23 @@ def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rou
     load_rss = proc_status_mib("VmRSS")
     vocab = manifest["model"]["config"]["vocab_size"]
     prompt = [(7 * i + 3) % vocab for i in range(min(prompt_tokens, runner.context - decode_steps - 1))]
-    out = measure(runner, prompt, decode_steps, rounds)
+    if rounds:
+        out = measure(runner, prompt, decode_steps, rounds)
+    else:  # a probe: does the runtime open the package and compute at all (see measure_in_subprocess)
+        last_logits(runner, prompt, 0)
+        out = {"prompt_tokens": len(prompt), "rounds": 0}
     out.update(runtime=runner.name, load_seconds=load, load_rss_mib=load_rss, peak_rss_mib=proc_status_mib("VmHWM"),
                memory_source="/proc/self/status of the latency process (VmRSS after load, VmHWM at the end)")
     return out
 
 
 def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
+    """The latency run in a new interpreter; {"error": ...} if it failed or died.
+
+    With rounds=0 it is a probe: open the package and run one prefill. Validate probes before it opens a
+    package in its own process, because some runtimes abort the whole process on a corrupt model (ExecuTorch
+    terminates on a damaged .pte header) instead of raising.
+    """
     cmd = [sys.executable, "-m", "elmexport.validation.latency", str(package_dir), "--prompt-tokens",
            str(prompt_tokens), "--decode-steps", str(decode_steps), "--rounds", str(rounds)]
     from .executorch_runner import EXECUTORCH_PROCESS_ENV
@@ -87,8 +98,10 @@ def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: i
     env = {**EXECUTORCH_PROCESS_ENV, **os.environ}  # no runtime measured here computes with PyTorch itself
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"latency run failed: {tail[:300]}"}
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or ["no output"]
+        how = f"died of {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else \
+            f"exited {proc.returncode}"
+        return {"error": f"the runtime's own process {how}: {' | '.join(lines[-2:])[:300]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

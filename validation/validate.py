@@ -16,6 +16,7 @@ from ..errors import ElmExportError
 from ..manifest import integrity_problems, read_manifest
 from .eager import EagerRunner
 from .gates import THRESHOLD_KEYS, evaluate, gates_for, parse_thresholds
+from .latency import measure, measure_in_subprocess
 from .layers import eager_hidden_states, first_jump, ir_hidden_states, layer_errors
 from .metrics import greedy_match, step_metrics, summarize
 from .perplexity import DEFAULT_TEXT, perplexity
@@ -173,22 +174,34 @@ def validate_package(package_dir: str | Path, options: ValidateOptions, log=prin
                "detail": "every file matches the manifest's checksums and nothing else is in the package"
                if not problems else "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")}]
     if problems:
-        report["skipped_reason"] = "integrity failed: the model files are not the exported ones, so they were not loaded"
         log(f"integrity failed ({len(problems)} problem(s)); numeric stages skipped")
+        report["skipped_reason"] = "integrity failed: the model files are not the exported ones, so they were not loaded"
         return _finish(report, checks)
 
-    log(f"validating {package_dir} ({manifest['target']}, quant {quant}); rebuilding the reference from the manifest ...")
+    target = manifest["target"]
+    # The package's runtime runs in its own process first (the latency run, or a one-prefill probe): some runtimes
+    # abort the whole process on a model they cannot parse, and the validator must outlive that to report it.
+    if options.latency:
+        log(f"latency of {target} on this host (own process) ...")
+        own = report["latency"][target] = measure_in_subprocess(package_dir, options.prefill_tokens, 16,
+                                                                options.latency_rounds)
+    else:
+        log(f"opening {target} in its own process ...")
+        own = measure_in_subprocess(package_dir, options.prefill_tokens, 0, 0)
+    if "error" in own:
+        return _not_run(report, checks, "package_runs", f"the package's runtime failed: {own['error']}")
+
+    log(f"validating {package_dir} ({target}, quant {quant}); rebuilding the reference from the manifest ...")
     compiled = rebuild_compiled(manifest, package_dir, log)
     try:
         package_runner = open_package_runner(package_dir, manifest)
     except ElmExportError:
         raise
     except Exception as e:  # the files are the exported ones, yet the runtime refuses them
-        report["skipped_reason"] = f"the package's runtime could not open it: {type(e).__name__}: {str(e)[:300]}"
-        checks.append({"name": "package_opens", "passed": False, "numeric": False, "detail": report["skipped_reason"]})
-        return _finish(report, checks)
+        return _not_run(report, checks, "package_runs",
+                        f"the package's runtime could not open it: {type(e).__name__}: {str(e)[:300]}")
     runners = [("eager", EagerRunner(compiled.loaded.model)), ("ir", compiled.ir.runner()),
-               (manifest["target"], _Guarded(package_runner))]
+               (target, _Guarded(package_runner))]
     ids, text_source = _text_tokens(compiled.loaded.tokenizer, Path(options.text),
                                     max(need, options.ppl_tokens + 1), compiled.loaded.cfg.vocab_size)
     stream = ids[:need]
@@ -197,23 +210,23 @@ def validate_package(package_dir: str | Path, options: ValidateOptions, log=prin
     try:
         report["stages"] = _run_stages(runners, stream, ids, options, log)
     except PackageRuntimeError as e:
-        report["skipped_reason"] = f"the package's runtime failed while computing: {e}"
-        checks.append({"name": "package_runs", "passed": False, "numeric": False, "detail": report["skipped_reason"]})
-        return _finish(report, checks)
+        return _not_run(report, checks, "package_runs", f"the package's runtime failed while computing: {e}")
 
     log("per-layer hidden-state error (eager vs IR) ...")
     layer_rows = layer_errors(eager_hidden_states(compiled.loaded.model, prompt), ir_hidden_states(compiled.ir, prompt))
     report["layers"] = {"eager_vs_ir": layer_rows, "first_jump_layer": first_jump(layer_rows)}
     if options.latency:
-        from .latency import measure, measure_in_subprocess
-
-        log(f"latency of {manifest['target']} on this host (own process) ...")
-        report["latency"][manifest["target"]] = measure_in_subprocess(package_dir, options.prefill_tokens, 16,
-                                                                      options.latency_rounds)
         report["latency"]["eager"] = measure(runners[0][1], prompt, 16, options.latency_rounds)
         report["latency"]["eager"]["runtime"] = "PyTorch eager fp32 (in the validator's process)"
     report["numeric_checks"] = "run"
     return _finish(report, checks + evaluate(gates, report["stages"][-1]))
+
+
+def _not_run(report: dict, checks: list[dict], name: str, reason: str) -> dict:
+    """A failed non-numeric check that stops validation before (or while) computing: the report says why."""
+    report["skipped_reason"] = reason
+    checks.append({"name": name, "passed": False, "numeric": False, "detail": reason})
+    return _finish(report, checks)
 
 
 def _finish(report: dict, checks: list[dict]) -> dict:

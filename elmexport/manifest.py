@@ -229,11 +229,11 @@ def _present_entries(root: Path) -> tuple[set[str], list[str]]:
     files, problems = set(), []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir == Path("."):
-            dirnames[:] = [d for d in dirnames if d != VALIDATION_OUTPUT]
         for name in list(dirnames):
             if (Path(dirpath) / name).is_symlink():
                 problems.append(f"{(rel_dir / name).as_posix()}: a symlink (a package holds regular files only)")
+                dirnames.remove(name)
+            elif rel_dir == Path(".") and name == VALIDATION_OUTPUT:
                 dirnames.remove(name)
         for name in filenames:
             rel = (rel_dir / name).as_posix()

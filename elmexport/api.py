@@ -80,6 +80,7 @@ def export(model: str | None = None, target: str = "onnx", *, quant: str = "none
     options.check(context)
     qconfig = entry.quant_config(quant)
     cfg = config_without_weights(spec)
+    cfg.check_context(context)  # an over-long context is refused before the destination is even touched
     out = out if out is not None else f"dist/{cfg.name}-{target}-{qconfig.name}"
     t0 = time.perf_counter()
     with claim_output(out, overwrite=overwrite, protected=(spec.weights, spec.tokenizer),

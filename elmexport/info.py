@@ -6,7 +6,7 @@ from .models.config import ModelConfig
 
 
 def architecture_summary(cfg: ModelConfig, context: int | None = None) -> dict:
-    context = context or cfg.default_context
+    context = cfg.check_context(context)
     layers = [
         {"layer": i, "query_heads": cfg.num_query_heads[i], "kv_heads": cfg.num_kv_heads[i],
          "qkv_dim": cfg.qkv_dim(i), "ffn_dim": cfg.ffn_dims[i], "parameters": cfg.layer_parameters(i)}

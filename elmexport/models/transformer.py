@@ -120,9 +120,7 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig, context: int | None = None):
         super().__init__()
         self.cfg = cfg
-        self.context = context or cfg.default_context
-        if self.context > cfg.rope_max_length:
-            raise ValueError(f"context {self.context} exceeds the model's RoPE range {cfg.rope_max_length}")
+        self.context = cfg.check_context(context)
         self.token_embeddings = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, self.context) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.model_dim, cfg.norm_eps)

@@ -37,7 +37,10 @@ perplexity / eager - 1. Real weights: the quickstart's SmolLM2-135M packages (`e
 
 Broken packages (openelm-tiny ONNX fp32, numbers edited and the checksums rewritten so integrity passes), package
 vs IR: one FFN weight x1.1: cosine 0.9964, top-1 0.875; x1.5: 0.9073, 0.375; one norm weight x1.2: 0.9918, 0.725;
-two layers' output projections swapped: 0.0114, 0.000. Random weights barely move perplexity (all four stayed
+two layers' output projections swapped: 0.0114, 0.000. SmolLM2 int4 ONNX (the quickstart's), layer 10's FFN up
+projection scales x1.5: cosine -0.433, top-1 0.625, ppl change 0.387 (fails three gates); x1.1: cosine 0.974,
+top-1 0.900, ppl change 0.060, which passes: damage that small hides inside int4's own lowering error (healthy
+0.973 / 0.825 / 0.025), and only a per-target gate or a tighter --max-lowering-ppl-change would see it. Random weights barely move perplexity (all four stayed
 within 0.052 of the IR's), so the cosine and top-1 gates carry the lowering check; perplexity carries the
 quantization check on real weights.
 

@@ -14,5 +14,5 @@ let package = Package(
         .target(name: "ElmKit", path: "Sources/ElmKit"),
         .testTarget(name: "ElmKitTests", dependencies: ["ElmKit"], path: "Tests/ElmKitTests"),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -72,7 +72,8 @@ public final class Generator {
     }
 
     /// Generates after `prompt` (token ids, e.g. `tokenizer.encode(template.render(...))`).
-    /// `onEvent` is called once per generated token; returning false cancels.
+    /// `onEvent` is called once per generated token; returning false cancels, and so does cancelling the task
+    /// (checked between prefill chunks and decode steps; finish reason `.cancelled`).
     ///
     /// With `reuseCache` and a `KVReusingModel`, the state is kept and only the part of `prompt` after what the
     /// cache already holds is prefilled (the next chat turn); otherwise the model starts from a fresh state.
@@ -100,7 +101,13 @@ public final class Generator {
         var text = ""
 
         let start = clock.now()
-        var logits = try model.prefillChunked(Array(prompt[reused...]), from: reused)[0]
+        var logits: [Float]
+        do {
+            logits = try model.prefillChunked(Array(prompt[reused...]), from: reused)[0]
+        } catch is CancellationError {
+            stats.prefillSeconds = clock.now() - start
+            return GenerationResult(tokens: [], text: "", finishReason: .cancelled, stats: stats)
+        }
         stats.prefillSeconds = clock.now() - start
         var stepStart = clock.now()
         var finish = FinishReason.maxTokens
@@ -124,7 +131,7 @@ public final class Generator {
             let delta = stops.feed(detokenizer.step(token))
             text += delta
             if stops.stopped { finish = .stopString; break }
-            if !onEvent(GenerationEvent(tokenId: token, text: delta, stats: stats)) { finish = .cancelled; break }
+            if !onEvent(GenerationEvent(tokenId: token, text: delta, stats: stats)) || Task.isCancelled { finish = .cancelled; break }
             if generated.count >= config.maxNewTokens { break }
             guard generated.count < budget else { finish = .contextFull; break }
 

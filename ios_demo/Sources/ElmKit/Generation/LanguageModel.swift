@@ -31,6 +31,10 @@ public enum GenerationError: Error, Equatable {
 extension LanguageModel {
     /// Feeds any number of tokens through `prefill` in chunks of `prefillChunkLength`.
     /// Returns all rows (`allLogits`) or just the last token's row.
+    ///
+    /// Checks for task cancellation before each chunk (a long prompt is the slowest thing a user can stop) and
+    /// throws `CancellationError`; the chunks already run stay in the cache, where a model that tracks its cache
+    /// (`KVReusingModel`) can reuse them.
     public func prefillChunked(_ tokens: [Int], from position: Int, allLogits: Bool = false) throws -> [[Float]] {
         guard !tokens.isEmpty else { throw GenerationError.emptyPrompt }
         guard position + tokens.count <= contextLength else {
@@ -40,6 +44,7 @@ extension LanguageModel {
         var rows: [[Float]] = []
         var start = 0
         while start < tokens.count {
+            try Task.checkCancellation()
             let end = min(start + chunk, tokens.count)
             let isLast = end == tokens.count
             let out = try prefill(Array(tokens[start..<end]), at: position + start, allLogits: allLogits)

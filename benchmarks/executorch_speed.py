@@ -24,7 +24,7 @@ PREFILL = 16
 
 def export(size: str, quant: str, context: int | None, out: Path) -> float:
     """Export (or reuse) one package; returns the export's wall time in s (0 when reused)."""
-    from elmexport.package import read_manifest
+    from elmexport.manifest import read_manifest
 
     if (out / "manifest.json").exists():
         m = read_manifest(out)

@@ -51,7 +51,7 @@ def package(spec_kwargs: dict, quant: str, accuracy_level: int, workdir: Path) -
     """Export (or reuse) one ONNX package through the target module, exactly as `elmexport onnx` does."""
     from elmexport.targets import onnx as onnx_target
 
-    from elmexport.package import read_manifest
+    from elmexport.manifest import read_manifest
     from elmexport.pipeline import build_ir
     from elmexport.weights.spec import ModelSpec
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     from elmexport.validation.eager import EagerRunner
     from elmexport.validation.onnx_runner import open_runner
 
-    from elmexport.package import read_manifest
+    from elmexport.manifest import read_manifest
     from elmexport.weights.sources import load_model
     from elmexport.weights.spec import ModelSpec
 

@@ -134,7 +134,7 @@ class RunnerGenerator:
 def open_generator(target: str, path: Path, own_runners: bool):
     """The runtime's own generator for a package directory (ours or a peer's)."""
     if own_runners:
-        from elmexport.package import read_manifest
+        from elmexport.manifest import read_manifest
         from elmexport.validation.runners import open_package_runner
 
         return RunnerGenerator(open_package_runner(path, read_manifest(path)))

@@ -128,18 +128,25 @@ class Report:
 
 def validate(package: str | Path | Package, *, text: str | Path | None = None, prefill_tokens: int = 32,
              decode_steps: int = 8, greedy_tokens: int = 16, ppl_tokens: int = 256, latency: bool = True,
-             thresholds: dict | None = None, log: Callable[..., None] | None = None, **gates) -> Report:
+             thresholds: dict | None = None, threshold_sources: dict | None = None,
+             log: Callable[..., None] | None = None, **gates) -> Report:
     """Integrity, then eager -> IR -> package on one token stream, gated.
 
-    Gates are keywords (`max_abs_err=0.05`, `min_top1=0.9`, ...) or a `thresholds` mapping; without any, the
-    defaults for the package's quantization apply (the report says which and why).
+    Gates are keywords (`min_lowering_cosine=0.99`, `max_ppl_increase=0.2`, ...) or a `thresholds` mapping; each
+    overrides the default gate of the package's quantization preset (validation/gates.py), and the report says
+    which gates applied and where each limit came from (`threshold_sources`, default "elmexport.validate").
     """
+    from .validation.gates import parse_thresholds
     from .validation.validate import ValidateOptions, validate_package
 
+    limits = {**parse_thresholds(thresholds or {}, "thresholds"), **parse_thresholds(gates, "elmexport.validate")}
+    sources = {key: "elmexport.validate" for key in limits}
+    sources.update(threshold_sources or {})
     options = ValidateOptions(prefill_tokens=prefill_tokens, decode_steps=decode_steps, greedy_tokens=greedy_tokens,
-                              ppl_tokens=ppl_tokens, latency=latency, thresholds={**(thresholds or {}), **gates})
+                              ppl_tokens=ppl_tokens, latency=latency, thresholds=limits, threshold_sources=sources)
     if text is not None:
         options.text = Path(text)
+    options.check()
     return Report(validate_package(Path(package), options, log=log or _quiet))
 
 

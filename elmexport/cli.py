@@ -223,22 +223,22 @@ def _thresholds(args) -> tuple[dict, dict]:
 def _cmd_validate(args) -> int:
     from pathlib import Path
 
+    from .api import validate
     from .progress import console
-    from .validation.report import load_device_report, to_json, write_junit, write_reports
-    from .validation.validate import ValidateOptions, validate_package
+    from .validation.report import (check_report_destination, load_device_report, to_json, write_junit,
+                                    write_reports)
 
     thresholds, sources = _thresholds(args)
-    options = ValidateOptions(prefill_tokens=args.prefill_tokens, decode_steps=args.decode_steps,
-                              greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
-                              latency=not args.no_latency, thresholds=thresholds, threshold_sources=sources)
-    if args.text:
-        options.text = Path(args.text)
-    options.check()
+    report_dir = Path(args.out or Path(args.package) / "validation")
+    check_report_destination(report_dir, args.junit)  # before the slow part
     device = load_device_report(args.device_report) if args.device_report else None
-    report = validate_package(args.package, options, log=console.log)
+    report = validate(args.package, text=args.text, prefill_tokens=args.prefill_tokens,
+                      decode_steps=args.decode_steps, greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
+                      latency=not args.no_latency, thresholds=thresholds, threshold_sources=sources,
+                      log=console.log).data
     if device:
         report["latency"]["device"] = device
-    paths = write_reports(report, Path(args.out or Path(args.package) / "validation"))
+    paths = write_reports(report, report_dir)
     if args.junit:
         write_junit(report, args.junit)
     if args.json:

@@ -3,13 +3,13 @@
 Every target writes through `write_package`: the target fills a unique temporary sibling directory, the manifest
 and checksums are added, and only then is it swapped into place (destination.py decides where a package may go,
 atomic_dir.py does the locking and the swap). An interrupted or failed export leaves the old package or the new
-one, never a mixture, and never touches anything the tool did not write. `read_manifest` is what `validate` and `generate` use to find their way back.
+one, never a mixture, and never touches anything the tool did not write.
+`elmexport.manifest` reads packages back (validate, generate, load).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from contextlib import contextmanager
 from importlib import metadata
@@ -18,7 +18,6 @@ from pathlib import Path
 from . import strict_json
 from .atomic_dir import locked, new_temp_sibling, remove_tree, swap_in
 from .destination import check_destination
-from .errors import ElmExportError
 
 FORMAT_VERSION = 1
 _TOOLS = ("elmexport", "torch", "coremltools", "onnx", "onnxruntime", "onnxscript", "executorch", "torchao")
@@ -128,31 +127,3 @@ def finish_manifest(tmp_dir: Path, manifest: dict, tokenizer) -> dict:
     manifest["size_bytes"] = sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())
     (tmp_dir / "manifest.json").write_text(strict_json.dumps(manifest))
     return manifest
-
-
-def read_manifest(package_dir: str | Path) -> dict:
-    package_dir = Path(package_dir)
-    path = package_dir / "manifest.json"
-    if not package_dir.is_dir():
-        raise ElmExportError(f"{package_dir}: not a package directory (expected a directory written by an export)")
-    if not path.exists():
-        raise ElmExportError(f"{package_dir}: no manifest.json; is this a package written by elmexport?")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ElmExportError(f"{path}: corrupt manifest ({e})") from None
-    for key in ("target", "model", "context_length"):
-        if key not in manifest:
-            raise ElmExportError(f"{path}: manifest lacks {key!r}; re-export the package")
-    return manifest
-
-
-def verify_checksums(package_dir: str | Path, manifest: dict) -> list[str]:
-    """Relative paths whose sha256 differs from the manifest (missing files included)."""
-    root = Path(package_dir)
-    bad = []
-    for rel, digest in manifest.get("checksums", {}).items():
-        p = root / rel
-        if not p.exists() or sha256(p) != digest:
-            bad.append(rel)
-    return bad

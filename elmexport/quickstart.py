@@ -49,14 +49,13 @@ def run(args, log) -> int:
             packages[target] = claims.enter_context(claim_output(pkg, overwrite=args.overwrite))
         rows = _export_all(args, targets, packages, log)
     _print_summary(rows)
-    return 0
+    return 0 if all(r["passed"] for r in rows) else 1
 
 
 def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
     from .pipeline import build_ir
     from .targets.registry import target_entry
-    from .validation.report import write_reports
-    from .validation.validate import ValidateOptions, validate_package
+    from .api import validate
     from .weights.sources import load_model
     from .weights.spec import ModelSpec
 
@@ -76,17 +75,21 @@ def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
         manifest = entry.module.export(compiled, entry.options(), pkg, log)
         export_s = time.perf_counter() - t0
         log(f"[{target}] validating ...")
-        report = validate_package(pkg, ValidateOptions(ppl_tokens=256, latency_rounds=2), log=log)
-        paths = write_reports(report, pkg / "validation")
-        answer = _ask(pkg)
-        final = report["stages"][-1]
-        lat = report["latency"].get(target, {})
-        rows.append({"target": target, "quant": quant, "size_mib": manifest["size_bytes"] / 2**20,
-                     "export_s": export_s, "ir_err": report["stages"][1]["max_abs_err"],
-                     "pkg_err": final["max_abs_err"], "top1": final["top1_agreement"],
-                     "ppl_eager": report["stages"][0]["perplexity"], "ppl_pkg": final["perplexity"],
-                     "decode": lat.get("decode_tokens_per_s"), "prefill": lat.get("prefill_tokens_per_s"),
-                     "answer": answer, "report": str(paths["md"])})
+        result = validate(pkg, ppl_tokens=256, log=log)
+        paths = result.write(pkg / "validation")
+        report = result.data
+        row = {"target": target, "quant": quant, "size_mib": manifest["size_bytes"] / 2**20, "export_s": export_s,
+               "passed": result.passed, "failed": [c["name"] for c in result.failed_checks],
+               "gates": len(report.get("gates", [])), "answer": _ask(pkg) if result.passed else None,
+               "report": str(paths["md"])}
+        if report["stages"]:
+            final = report["stages"][-1]
+            lat = report["latency"].get(target, {})
+            row.update(ir_err=report["stages"][1]["max_abs_err"], pkg_err=final["max_abs_err"],
+                       top1=final["top1_agreement"], ppl_eager=report["stages"][0]["perplexity"],
+                       ppl_pkg=final["perplexity"], decode=lat.get("decode_tokens_per_s"),
+                       prefill=lat.get("prefill_tokens_per_s"), peak_rss=lat.get("peak_rss_mib"))
+        rows.append(row)
     return rows
 
 
@@ -103,9 +106,14 @@ def _print_summary(rows: list[dict]) -> None:
     console = Console()
     console.print(f"[bold]quickstart: SmolLM2-135M-Instruct, 4-bit weights, \"{QUESTION}\"[/bold]")
     for r in rows:
-        console.print(f"[bold]{r['target']}[/bold] {r['quant']}: {r['size_mib']:.1f} MiB, exported in {r['export_s']:.0f} s; "
-                      f"max abs logit err vs eager: IR {r['ir_err']:.3g}, package {r['pkg_err']:.3g}; top-1 {r['top1']:.3f}; "
-                      f"ppl {r['ppl_eager']:.2f} -> {r['ppl_pkg']:.2f}; decode {r['decode'] or 0:.1f} tok/s, "
-                      f"prefill {r['prefill'] or 0:.1f} tok/s")
-        console.print(f"    answer: {r['answer']!r}")
+        verdict = "PASSED" if r["passed"] else f"FAILED ({', '.join(r['failed'])})"
+        console.print(f"[bold]{r['target']}[/bold] {r['quant']}: {verdict} {r['gates']} gates; {r['size_mib']:.1f} MiB, "
+                      f"exported in {r['export_s']:.0f} s")
+        if "pkg_err" in r:
+            console.print(f"    max abs logit err vs eager: IR {r['ir_err']:.3g}, package {r['pkg_err']:.3g}; "
+                          f"top-1 {r['top1']:.3f}; ppl {r['ppl_eager']:.2f} -> {r['ppl_pkg']:.2f}")
+            console.print(f"    decode {r['decode'] or 0:.1f} tok/s, prefill {r['prefill'] or 0:.1f} tok/s, "
+                          f"peak memory {r['peak_rss'] or 0:.0f} MiB (the runtime's own process)")
+        if r["answer"] is not None:
+            console.print(f"    answer: {r['answer']!r}")
         console.print(f"    report: {r['report']}")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from elmexport.package import read_manifest
+from elmexport.manifest import read_manifest
 from elmexport.pipeline import build_ir
 from elmexport.validation.coreml_runner import open_runner
 from elmexport.weights.spec import ModelSpec

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from elmexport.errors import ElmExportError
-from elmexport.package import read_manifest, verify_checksums
+from elmexport.manifest import integrity_problems, read_manifest
 from elmexport.validation.eager import EagerRunner
 from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV, apply_executorch_process_env
 from elmexport.validation.runners import open_package_runner
@@ -75,7 +75,7 @@ def test_fp32_matches_eager(fp32_package):
 def test_fp32_package_contents(fp32_package):
     out, manifest, compiled = fp32_package
     cfg = compiled.loaded.cfg
-    assert sorted(manifest["files"]) == ["model.pte", "tokenizer.json"] and not verify_checksums(out, manifest)
+    assert sorted(manifest["files"]) == ["model.pte", "tokenizer.json"] and not integrity_problems(out, manifest)
     assert manifest["target"] == "executorch" and manifest["delegate"] == "xnnpack"
     methods = manifest["constant_methods"]
     assert methods["get_max_seq_len"] == MAX_SEQ_LEN and methods["get_max_context_len"] == CONTEXT

@@ -21,7 +21,7 @@ from elmexport.validation.eager import EagerRunner
 from elmexport.validation.runners import open_package_runner
 
 from elmexport.errors import ElmExportError
-from elmexport.package import read_manifest, verify_checksums
+from elmexport.manifest import integrity_problems, read_manifest
 
 from .checkpoints import TINY_LLAMA_CONFIG
 from .onnx_helpers import compile_module, export_tiny, prefill_then_decode, token_stream
@@ -232,7 +232,7 @@ def test_package_layout_and_genai_config(fp32_package):
     cfg = compiled.loaded.cfg
     assert {"model.onnx", "model.onnx.data", "genai_config.json", "manifest.json"} <= {p.name for p in out.iterdir()}
     assert not list(out.parent.glob(".*partial"))
-    assert verify_checksums(out, read_manifest(out)) == []
+    assert integrity_problems(out, read_manifest(out)) == []
     past = {i["name"]: i["shape"] for i in manifest["inputs"] if i["name"].startswith("past_key_values.")}
     assert len(past) == 2 * cfg.num_layers
     for layer, heads in enumerate(cfg.num_kv_heads):  # openelm-tiny: 1, 1, 2, 2 -- per layer, in the shapes

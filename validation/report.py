@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -172,18 +173,68 @@ def to_json(r: dict) -> str:
     return strict_json.dumps(r, nonfinite="null")
 
 
+REPORT_FILES = {"json": "report.json", "md": "report.md", "html": "report.html"}
+
+
+def check_report_destination(out_dir: str | Path | None, junit: str | Path | None = None) -> None:
+    """Reports only ever replace reports: refuse a folder or file that holds something else, before validating.
+
+    A report folder may be new, or hold an earlier validate run's report.json (a JSON object with "checks");
+    a JUnit path may be new or an earlier run's XML (its testsuite is named "elmexport validate ...").
+    """
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+            raise ElmExportError(f"--out {out_dir}: not a folder; name a new folder for the reports")
+        present = [out_dir / name for name in REPORT_FILES.values() if (out_dir / name).exists()]
+        if present and not _is_validation_report(out_dir / "report.json"):
+            raise ElmExportError(f"--out {out_dir}: {present[0].name} there was not written by elmexport validate; "
+                                 f"choose another --out (reports never replace other files)")
+    if junit is not None:
+        junit = Path(junit)
+        if junit.is_symlink() or junit.is_dir() or (junit.exists() and
+                                                    "<testsuite name=\"elmexport validate" not in _head(junit)):
+            raise ElmExportError(f"--junit {junit}: exists and is not an earlier elmexport JUnit report; "
+                                 f"choose another path")
+
+
+def _is_validation_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "checks" in data and "stages" in data
+
+
+def _head(path: Path) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(4096)
+    except OSError:
+        return ""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.elmexport-tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_junit(r: dict, path: str | Path) -> Path:
     """JUnit XML at `path`, creating missing parent folders as `--out` does."""
     path = Path(path)
+    check_report_destination(None, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_junit(r))
+    _write_atomically(path, to_junit(r))
     return path
 
 
 def write_reports(r: dict, out_dir: Path) -> dict[str, Path]:
+    check_report_destination(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
-    paths["json"].write_text(to_json(r))
-    paths["md"].write_text(to_markdown(r))
-    paths["html"].write_text(to_html(r))
+    paths = {kind: out_dir / name for kind, name in REPORT_FILES.items()}
+    _write_atomically(paths["json"], to_json(r))
+    _write_atomically(paths["md"], to_markdown(r))
+    _write_atomically(paths["html"], to_html(r))
     return paths

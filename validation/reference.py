@@ -41,8 +41,20 @@ def rebuild_loaded(manifest: dict, package_dir: Path, log) -> LoadedModel:
         raise ElmExportError(f"cannot rebuild the reference: weights {path!r} recorded in the manifest are not "
                              f"available here; validate on the machine that exported, or re-export")
     loaded = load_model(spec, log=log)
+    _check_same_config(cfg, loaded.cfg)
     loaded.tokenizer = tok
     return loaded
+
+
+def _check_same_config(recorded: ModelConfig, actual: ModelConfig) -> None:
+    """The manifest's config must be the weights' own: a package whose manifest was edited (rope_theta, head
+    counts...) would otherwise be validated against a reference that ignores the edit and pass."""
+    want, have = recorded.to_dict(), actual.to_dict()
+    differ = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if differ:
+        k = differ[0]
+        raise ElmExportError(f"manifest.json's model config differs from its weights ({k}: manifest {want.get(k)!r}, "
+                             f"weights {have.get(k)!r}); the manifest was edited or the weights changed: re-export")
 
 
 def rebuild_compiled(manifest: dict, package_dir: Path, log) -> CompiledModel:

@@ -51,7 +51,7 @@ import Testing
         #expect(rounds.first?.peakMemoryMB == nil)
     }
 
-    func makeReport(peak: Double?) -> DeviceReport {
+    func makeReport(peak: Double?, loadMs: Double? = nil, greedy: DeviceReport.GreedyCheck? = nil) -> DeviceReport {
         let round = BenchmarkRound(prefillTokens: 64, prefillMs: 80, prefillTokensPerSecond: 800, timeToFirstTokenMs: 81,
                                    decodeTokens: 32, decodeMs: 800, decodeTokensPerSecond: 40, peakMemoryMB: peak)
         let manifest = ModelManifest(json: try! JSONValue.parse(#"{"name": "tiny", "target": "coreml", "context_length": 512}"#))
@@ -59,7 +59,33 @@ import Testing
                             device: DeviceInfo(model: "iPhone16,1", osName: "iOS", osVersion: "18.2.0"),
                             package: .init(manifest: manifest, fallbackName: "dir"),
                             settings: BenchmarkSettings(promptTokens: 64, decodeTokens: 32, rounds: 1, warmupRounds: 0, computeUnits: "all"),
-                            rounds: [round])
+                            rounds: [round], loadMs: loadMs, greedyCheck: greedy)
+    }
+
+    @Test func loadTimeAndGreedyIdsAreWrittenAndNullWhenUnknown() throws {
+        let greedy = DeviceReport.GreedyCheck(prompt: DeviceReport.GreedyCheck.standardQuestion, promptIds: [1, 2, 3],
+                                              maxNewTokens: 32, tokenIds: [504, 3575])
+        let filled = try JSONValue.parse(try makeReport(peak: 1, loadMs: 1234.5, greedy: greedy).jsonData())
+        #expect(SchemaCheck.errors(filled, against: SchemaCheck.deviceReportSchema) == [])
+        #expect(filled["schema_version"]?.intValue == 2)
+        #expect(filled["load_ms"]?.doubleValue == 1234.5)
+        #expect(Fixtures.ints(filled["greedy_check"]?["token_ids"]) == [504, 3575])
+        #expect(filled["greedy_check"]?["max_new_tokens"]?.intValue == 32)
+        let empty = try JSONValue.parse(try makeReport(peak: 1).jsonData())
+        #expect(SchemaCheck.errors(empty, against: SchemaCheck.deviceReportSchema) == [])
+        #expect(empty["load_ms"]?.isNull == true && empty["greedy_check"]?.isNull == true)
+        #expect(try DeviceReport.decode(makeReport(peak: 1, loadMs: 3, greedy: greedy).jsonData()).greedyCheck == greedy)
+    }
+
+    @Test func greedyCheckFromTheHostGreedyRun() async throws {
+        // The probe the app runs for the report, through the model host, on the replayed real package: the
+        // ids it reports are the host's `elmexport generate` ids.
+        let trace = try EngineTrace.load()
+        let host = ModelHost()
+        try await host.load(name: "smol", computeUnits: "cpuOnly") { trace.engine(replaying: trace.generate.calls).0 }
+        let ids = try await host.greedyTokens(prompt: trace.generate.promptIds, maxNewTokens: DeviceReport.GreedyCheck.standardMaxNewTokens,
+                                              stopTokenIds: [2], tokenizer: IdText())
+        #expect(ids == trace.generate.expectedTokens)
     }
 
     @Test(arguments: [nil, 321.5] as [Double?])

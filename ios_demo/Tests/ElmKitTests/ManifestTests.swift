@@ -23,6 +23,25 @@ import Testing
     }
     """#
 
+    @Test func readsAManifestTheExporterWrote() throws {
+        // Fixtures/coreml_engine/manifest.json is copied unchanged from `elmexport coreml --quant int4` output.
+        let dir = Fixtures.root.appendingPathComponent("coreml_engine")
+        let m = try ModelManifest(contentsOf: dir.appendingPathComponent("manifest.json"))
+        #expect(m.name == "smollm2-135m-instruct-coreml-int4")
+        #expect(m.target == "coreml")
+        #expect(m.quantization == "int4")  // an object {"name": "int4", ...} in real manifests
+        #expect(m.systemPrompt == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        #expect(m.chatTemplate == "chatml")
+        #expect(m.contextLength == 512 && m.prefillChunk == 64)
+        #expect(m.eosTokenIds == [2] && m.bosTokenId == 1)
+        #expect(m.randomWeights == false)
+        #expect(m.modelFile == "smollm2-135m-instruct.mlpackage")
+        let package = ModelPackage(directory: dir, manifest: m)
+        #expect(package.coreMLModelURL?.lastPathComponent == "smollm2-135m-instruct.mlpackage")
+        let report = DeviceReport.PackageInfo(manifest: m, fallbackName: "dir")
+        #expect(report.quantization == "int4" && report.name == "smollm2-135m-instruct-coreml-int4")
+    }
+
     @Test func readsEveryDocumentedKey() throws {
         let m = ModelManifest(json: try JSONValue.parse(Self.full))
         #expect(m.formatVersion == 1)

@@ -12,8 +12,12 @@ public struct ModelPackage: Sendable, Identifiable, Equatable {
     public var displayName: String { manifest.name ?? directory.lastPathComponent }
 
     public init(directory: URL) throws {
+        self.init(directory: directory, manifest: try ModelManifest(contentsOf: directory.appendingPathComponent("manifest.json")))
+    }
+
+    public init(directory: URL, manifest: ModelManifest) {
         self.directory = directory
-        manifest = try ModelManifest(contentsOf: directory.appendingPathComponent("manifest.json"))
+        self.manifest = manifest
     }
 
     public var tokenizerURL: URL { directory.appendingPathComponent(manifest.tokenizerFile) }

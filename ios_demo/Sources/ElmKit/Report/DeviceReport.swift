@@ -5,7 +5,8 @@ import Foundation
 /// One schema, documented once: ios_demo/Schemas/device_report.schema.json (and ios_demo/README.md). Keys are
 /// snake_case; optional values are written as explicit `null`, never left out, so readers see every key.
 public struct DeviceReport: Codable, Equatable, Sendable {
-    public static let schemaVersion = 1
+    /// 2: `load_ms` and `greedy_check` added; `settings.compute_units` is the units the model was loaded with.
+    public static let schemaVersion = 2
 
     public var schemaVersion: Int
     public var appVersion: String
@@ -16,6 +17,36 @@ public struct DeviceReport: Codable, Equatable, Sendable {
     public var settings: BenchmarkSettings
     public var rounds: [BenchmarkRound]
     public var summary: Summary
+    /// Wall time to load the model (compile-cache lookup or compile, then the Core ML load), or nil if unknown.
+    public var loadMs: Double?
+    /// Greedy tokens for a fixed prompt, so the host can check the device computes the same thing it does.
+    public var greedyCheck: GreedyCheck?
+
+    /// Greedy decoding of a fixed question with the package's chat template and system prompt: the same run as
+    /// `elmexport generate PACKAGE --prompt "<question>" --max-new-tokens <maxNewTokens>` on the host.
+    public struct GreedyCheck: Codable, Equatable, Sendable {
+        public static let standardQuestion = "What is the capital of France?"
+        public static let standardMaxNewTokens = 32
+
+        /// The user message.
+        public var prompt: String
+        /// The ids the device's tokenizer made of the rendered chat prompt.
+        public var promptIds: [Int]
+        public var maxNewTokens: Int
+        /// Generated ids, without the end-of-sequence id.
+        public var tokenIds: [Int]
+
+        public init(prompt: String, promptIds: [Int], maxNewTokens: Int, tokenIds: [Int]) {
+            self.prompt = prompt
+            self.promptIds = promptIds
+            self.maxNewTokens = maxNewTokens
+            self.tokenIds = tokenIds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case prompt, promptIds = "prompt_ids", maxNewTokens = "max_new_tokens", tokenIds = "token_ids"
+        }
+    }
 
     public struct PackageInfo: Codable, Equatable, Sendable {
         public var name: String
@@ -86,7 +117,7 @@ public struct DeviceReport: Codable, Equatable, Sendable {
     }
 
     public init(appVersion: String, date: Date = Date(), device: DeviceInfo, package: PackageInfo,
-                settings: BenchmarkSettings, rounds: [BenchmarkRound]) {
+                settings: BenchmarkSettings, rounds: [BenchmarkRound], loadMs: Double? = nil, greedyCheck: GreedyCheck? = nil) {
         schemaVersion = DeviceReport.schemaVersion
         self.appVersion = appVersion
         timestamp = DeviceReport.timestampFormatter.string(from: date)
@@ -95,11 +126,28 @@ public struct DeviceReport: Codable, Equatable, Sendable {
         self.settings = settings
         self.rounds = rounds
         summary = Summary(rounds: rounds)
+        self.loadMs = loadMs
+        self.greedyCheck = greedyCheck
     }
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", appVersion = "app_version"
         case timestamp, device, package, settings, rounds, summary
+        case loadMs = "load_ms", greedyCheck = "greedy_check"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(schemaVersion, forKey: .schemaVersion)
+        try c.encode(appVersion, forKey: .appVersion)
+        try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(device, forKey: .device)
+        try c.encode(package, forKey: .package)
+        try c.encode(settings, forKey: .settings)
+        try c.encode(rounds, forKey: .rounds)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(loadMs, forKey: .loadMs)  // explicit nulls: readers see every key
+        try c.encode(greedyCheck, forKey: .greedyCheck)
     }
 
     static var timestampFormatter: ISO8601DateFormatter {

@@ -108,3 +108,53 @@ def test_schema_rejects_a_report_without_decode_rounds():
     del report["rounds"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, schema)
+
+
+# Required-reason APIs (Apple's list, the ones a Swift app can reach through Foundation) and their categories.
+_REQUIRED_REASON_APIS = {
+    "systemUptime": "NSPrivacyAccessedAPICategorySystemBootTime",
+    "mach_absolute_time": "NSPrivacyAccessedAPICategorySystemBootTime",
+    "modificationDate": "NSPrivacyAccessedAPICategoryFileTimestamp",
+    "creationDate": "NSPrivacyAccessedAPICategoryFileTimestamp",
+    "contentModificationDateKey": "NSPrivacyAccessedAPICategoryFileTimestamp",
+    "volumeAvailableCapacity": "NSPrivacyAccessedAPICategoryDiskSpace",
+    "systemFreeSize": "NSPrivacyAccessedAPICategoryDiskSpace",
+    "UserDefaults": "NSPrivacyAccessedAPICategoryUserDefaults",
+    "AppStorage": "NSPrivacyAccessedAPICategoryUserDefaults",
+    "activeInputModes": "NSPrivacyAccessedAPICategoryActiveKeyboards",
+}
+
+
+def test_privacy_manifest_declares_every_required_reason_api_the_app_uses():
+    import plistlib
+
+    ios = REPO / "ios_demo"
+    sources = "\n".join(p.read_text(encoding="utf-8") for d in ("App", "Sources") for p in (ios / d).rglob("*.swift"))
+    used = {category for symbol, category in _REQUIRED_REASON_APIS.items() if symbol in sources}
+    manifest = plistlib.loads((ios / "App" / "Resources" / "PrivacyInfo.xcprivacy").read_bytes())
+    declared = {entry["NSPrivacyAccessedAPIType"] for entry in manifest["NSPrivacyAccessedAPITypes"]
+                if entry["NSPrivacyAccessedAPITypeReasons"]}
+    assert used, "the app times generation with systemUptime, so at least one category is expected"
+    assert used == declared
+    assert manifest["NSPrivacyTracking"] is False
+
+
+def test_project_spec_is_complete_for_a_device_build():
+    import struct
+
+    import yaml
+
+    ios = REPO / "ios_demo"
+    target = yaml.safe_load((ios / "project.yml").read_text(encoding="utf-8"))["targets"]["ElmDemo"]
+    entitlements = target["entitlements"]["properties"]
+    assert entitlements["com.apple.developer.kernel.increased-memory-limit"] is True
+    assert entitlements["com.apple.developer.kernel.extended-virtual-addressing"] is True
+    settings = target["settings"]["base"]
+    assert settings["SWIFT_VERSION"] == "6.0" and settings["SWIFT_STRICT_CONCURRENCY"] == "complete"
+    source_paths = {s["path"] if isinstance(s, dict) else s for s in target["sources"]}
+    assert {"App/Resources/Assets.xcassets", "App/Resources/PrivacyInfo.xcprivacy"} <= source_paths
+    icon_set = ios / "App" / "Resources" / "Assets.xcassets" / f"{settings['ASSETCATALOG_COMPILER_APPICON_NAME']}.appiconset"
+    image = json.loads((icon_set / "Contents.json").read_text())["images"][0]
+    png = (icon_set / image["filename"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1024, 1024)
+    assert "swiftLanguageModes: [.v6]" in (ios / "Package.swift").read_text(encoding="utf-8")

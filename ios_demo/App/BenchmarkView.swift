@@ -29,7 +29,7 @@ struct BenchmarkView: View {
                     Stepper("Warm-up rounds \(settings.warmupRounds)", value: $settings.warmupRounds, in: 0...5)
                 }
                 Section {
-                    Button(running ? "Running…" : "Run benchmark") { run() }
+                    Button(running ? "Running…" : "Run benchmark") { run() }  // rounds appear when all have run
                         .disabled(running || store.loaded == nil)
                     if store.loaded == nil { Text("Load a model on the Models tab first.").foregroundStyle(.secondary) }
                 }
@@ -61,7 +61,7 @@ struct BenchmarkView: View {
     private func run() {
         guard let loaded = store.loaded else { return }
         var chosen = settings
-        chosen.computeUnits = store.computeUnits.reportName
+        chosen.computeUnits = loaded.info.computeUnits  // what the model was loaded with, not the picker's value now
         let runSettings = chosen
         running = true
         rounds = []
@@ -69,34 +69,37 @@ struct BenchmarkView: View {
         reportURL = nil
         errorMessage = nil
         let promptText = Self.promptText
-        Task.detached(priority: .userInitiated) {
+        let host = store.host
+        Task {
             do {
+                let tokenizer = loaded.tokenizer
                 // Real text, repeated to the requested length, so the prompt looks like a user's.
-                var prompt = loaded.tokenizer.encode(promptText, addSpecialTokens: true)
-                while prompt.count < runSettings.promptTokens { prompt += loaded.tokenizer.encode(" " + promptText, addSpecialTokens: false) }
-                let measured = try BenchmarkRunner(model: loaded.model).run(runSettings, prompt: prompt) { _, round in
-                    DispatchQueue.main.async { MainActor.assumeIsolated { rounds.append(round) } }
-                    return true
-                }
+                var prompt = tokenizer.encode(promptText, addSpecialTokens: true)
+                while prompt.count < runSettings.promptTokens { prompt += tokenizer.encode(" " + promptText, addSpecialTokens: false) }
+                let measured = try await host.benchmark(runSettings, prompt: prompt)
+                // Correctness probe: the host's `elmexport generate` must give the same ids for this question.
+                let manifest = loaded.package.manifest
+                let question = DeviceReport.GreedyCheck.standardQuestion
+                let chatPrompt = loaded.package.chatTemplate.render([.user(question)], defaultSystemPrompt: manifest.systemPrompt)
+                let promptIds = tokenizer.encode(chatPrompt, addSpecialTokens: true)
+                let maxNew = DeviceReport.GreedyCheck.standardMaxNewTokens
+                let greedyIds = try await host.greedyTokens(prompt: promptIds, maxNewTokens: maxNew,
+                                                            stopTokenIds: Set(manifest.eosTokenIds), tokenizer: tokenizer)
                 let info = Bundle.main.infoDictionary
                 let version = "\(info?["CFBundleShortVersionString"] as? String ?? "?") (\(info?["CFBundleVersion"] as? String ?? "?"))"
                 let made = DeviceReport(appVersion: version, device: .current(),
-                                        package: .init(manifest: loaded.package.manifest, fallbackName: loaded.package.displayName),
-                                        settings: runSettings, rounds: measured)
+                                        package: .init(manifest: manifest, fallbackName: loaded.package.displayName),
+                                        settings: runSettings, rounds: measured, loadMs: loaded.info.loadSeconds * 1000,
+                                        greedyCheck: .init(prompt: question, promptIds: promptIds, maxNewTokens: maxNew, tokenIds: greedyIds))
                 let url = FileManager.default.temporaryDirectory.appendingPathComponent(made.suggestedFileName)
                 try made.jsonData().write(to: url)
-                await MainActor.run {
-                    rounds = measured
-                    report = made
-                    reportURL = url
-                    running = false
-                }
+                rounds = measured
+                report = made
+                reportURL = url
             } catch {
-                await MainActor.run {
-                    errorMessage = "\(error)"
-                    running = false
-                }
+                errorMessage = "\(error)"
             }
+            running = false
         }
     }
 }

@@ -3,7 +3,11 @@ import ElmKit
 import Foundation
 import Observation
 
-/// The conversation shown by `ChatView`, and the background generation that streams into it.
+/// The conversation shown by `ChatView`, and the generation that streams into it.
+///
+/// Every turn goes through the store's `ModelHost` with cache reuse: only the tokens after what the KV cache
+/// already holds are prefilled. `ChatConversation` keeps the prompt inside the context, dropping the oldest
+/// exchanges when needed; `trimNotice` says so on screen.
 @MainActor @Observable
 final class ChatSession {
     struct Turn: Identifiable {
@@ -16,70 +20,93 @@ final class ChatSession {
     private(set) var isGenerating = false
     private(set) var lastStats: GenerationStats?
     private(set) var finishReason: FinishReason?
+    /// Shown above the input when earlier messages no longer fit the context.
+    private(set) var trimNotice: String?
+    /// Empty: the package's own system prompt (manifest `system_prompt`).
     var systemPrompt = ""
     var sampling = SamplingParameters(temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.1, seed: 42)
     var maxNewTokens = 256
+    @ObservationIgnored private var conversation: ChatConversation?
+    @ObservationIgnored private var conversationPackageID: String?
     @ObservationIgnored private var task: Task<Void, Never>?
 
     func clear() {
         stop()
         turns = []
         lastStats = nil
+        trimNotice = nil
+        conversation?.clear()
     }
 
     func stop() { task?.cancel() }
 
-    /// Adds streamed text to a turn, unless the conversation was cleared meanwhile.
     private func append(_ text: String, at index: Int) {
         guard turns.indices.contains(index) else { return }
         turns[index].text += text
     }
 
-    func send(_ text: String, using loaded: ModelStore.LoadedModel) {
+    func send(_ text: String, using loaded: ModelStore.LoadedModel, host: ModelHost) {
         guard !isGenerating, !text.isEmpty else { return }
+        if conversationPackageID != loaded.package.id || conversation == nil {
+            conversation = ChatConversation(package: loaded.package)
+            conversationPackageID = loaded.package.id
+        }
+        guard var conversation else { return }
+        conversation.systemPrompt = systemPrompt.isEmpty ? loaded.package.manifest.systemPrompt : systemPrompt
+        let tokenizer = loaded.tokenizer
+        let prompt: [Int]
+        do {
+            prompt = try conversation.prompt(adding: text, encode: { tokenizer.encode($0, addSpecialTokens: true) },
+                                             contextLength: loaded.info.contextLength, replyRoom: min(maxNewTokens, loaded.info.contextLength / 4))
+        } catch {
+            trimNotice = "\(error)"
+            return
+        }
+        trimNotice = conversation.droppedMessages > 0
+            ? "The \(conversation.droppedMessages) oldest messages no longer fit the \(loaded.info.contextLength)-token context; the model does not see them."
+            : nil
         turns.append(Turn(role: "user", text: text))
-        var messages = turns.map { ChatMessage(role: $0.role, content: $0.text) }
-        if !systemPrompt.isEmpty { messages.insert(.system(systemPrompt), at: 0) }
         turns.append(Turn(role: "assistant", text: ""))
         let index = turns.count - 1
-
-        let template = loaded.package.chatTemplate
-        let prompt = loaded.tokenizer.encode(template.render(messages), addSpecialTokens: true)
         let config = GenerationConfig(maxNewTokens: maxNewTokens, sampling: sampling,
                                       stopTokenIds: Set(loaded.package.manifest.eosTokenIds),
-                                      stopStrings: template.stopStrings)
-        let generator = Generator(model: loaded.model, tokenizer: loaded.tokenizer)
+                                      stopStrings: conversation.template.stopStrings)
+        self.conversation = conversation
         isGenerating = true
         finishReason = nil
 
-        task = Task.detached(priority: .userInitiated) { [self] in  // the session outlives its generations
-            let result: GenerationResult?
-            do {
-                result = try generator.generate(prompt: prompt, config: config) { event in
-                    let text = event.text, stats = event.stats
-                    // The main queue keeps deltas in order (unstructured tasks need not).
-                    DispatchQueue.main.async {
+        task = Task { [weak self] in
+            let outcome = await Result(awaiting: {
+                try await host.generate(prompt: prompt, config: config, reuseCache: true, tokenizer: tokenizer) { event in
+                    let delta = event.text, stats = event.stats
+                    DispatchQueue.main.async {  // the main queue keeps deltas in order (unstructured tasks need not)
                         MainActor.assumeIsolated {
-                            self.append(text, at: index)
-                            self.lastStats = stats
+                            self?.append(delta, at: index)
+                            self?.lastStats = stats
                         }
                     }
-                    return !Task.isCancelled
                 }
-            } catch {
-                let message = "\(error)"
-                await MainActor.run { self.append("\n[error: \(message)]", at: index) }
-                result = nil
+            })
+            guard let self else { return }
+            switch outcome {
+            case let .success(result):
+                if turns.indices.contains(index) { turns[index].text = result.text }  // includes held-back text
+                lastStats = result.stats
+                finishReason = result.finishReason
+                self.conversation?.appendReply(result.text)
+            case let .failure(error):
+                append("\n[error: \(error)]", at: index)
+                self.conversation?.appendReply(turns.indices.contains(index) ? turns[index].text : "")
             }
-            await MainActor.run {
-                if let result, self.turns.indices.contains(index) {
-                    self.turns[index].text = result.text  // includes text held back for an unfinished stop string
-                    self.lastStats = result.stats
-                    self.finishReason = result.finishReason
-                }
-                self.isGenerating = false
-            }
+            isGenerating = false
         }
+    }
+}
+
+extension Result where Failure == Error {
+    /// `Result(catching:)` for async work.
+    init(awaiting body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
 #endif

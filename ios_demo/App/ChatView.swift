@@ -32,13 +32,19 @@ struct ChatView: View {
                     }
                 }
                 if let stats = session.lastStats {
-                    Text(String(format: "prefill %.0f tok/s · decode %.1f tok/s · first token %.0f ms · %d tokens",
+                    Text(String(format: "prefill %.0f tok/s · decode %.1f tok/s · first token %.0f ms · %d tokens · %d reused",
                                 stats.prefillTokensPerSecond, stats.decodeTokensPerSecond,
-                                stats.timeToFirstTokenSeconds * 1000, stats.generatedTokens)
+                                stats.timeToFirstTokenSeconds * 1000, stats.generatedTokens, stats.reusedPromptTokens)
                          + (session.finishReason.map { " · \($0.rawValue)" } ?? ""))
                         .font(.caption.monospacedDigit())
                         .foregroundStyle(.secondary)
                         .padding(.vertical, 4)
+                }
+                if let notice = session.trimNotice {
+                    Label(notice, systemImage: "scissors")
+                        .font(.caption)
+                        .foregroundStyle(.orange)
+                        .padding(.horizontal)
                 }
                 HStack {
                     TextField(store.loaded == nil ? "Load a model first" : "Message", text: $draft, axis: .vertical)
@@ -49,7 +55,7 @@ struct ChatView: View {
                     } else {
                         Button("Send", systemImage: "arrow.up.circle.fill") {
                             guard let loaded = store.loaded else { return }
-                            session.send(draft, using: loaded)
+                            session.send(draft, using: loaded, host: store.host)
                             draft = ""
                         }
                         .disabled(store.loaded == nil || draft.isEmpty)
@@ -75,7 +81,7 @@ private struct SamplingSettingsView: View {
     var body: some View {
         NavigationStack {
             Form {
-                Section("System prompt") { TextField("Optional", text: $session.systemPrompt, axis: .vertical) }
+                Section("System prompt") { TextField("The package's own", text: $session.systemPrompt, axis: .vertical) }
                 Section("Sampling") {
                     Stepper(String(format: "Temperature %.2f (0 = greedy)", session.sampling.temperature),
                             value: $session.sampling.temperature, in: 0...2, step: 0.05)

@@ -16,9 +16,10 @@ struct ModelPickerView: View {
                 if let loaded = store.loaded {
                     Section("Loaded") {
                         LabeledContent("Package", value: loaded.package.displayName)
-                        LabeledContent("Context", value: "\(loaded.model.contextLength) tokens")
-                        LabeledContent("Prefill chunk", value: "\(loaded.model.prefillChunkLength)")
-                        LabeledContent("Load time", value: String(format: "%.1f s", loaded.loadSeconds))
+                        LabeledContent("Context", value: "\(loaded.info.contextLength) tokens")
+                        LabeledContent("Prefill chunk", value: "\(loaded.info.prefillChunkLength)")
+                        LabeledContent("Compute units", value: loaded.info.computeUnits)
+                        LabeledContent("Load time", value: String(format: "%.1f s", loaded.info.loadSeconds))
                     }
                 }
                 Section("Compute units") {
@@ -43,6 +44,9 @@ struct ModelPickerView: View {
                         }
                         .disabled(store.loadingName != nil)
                     }
+                }
+                if let name = store.importingName {
+                    Section { Label("Importing \(name)…", systemImage: "arrow.down.circle") }
                 }
                 if let message = store.errorMessage {
                     Section { Text(message).foregroundStyle(.red).font(.footnote) }

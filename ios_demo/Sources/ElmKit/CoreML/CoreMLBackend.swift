@@ -139,22 +139,24 @@ public final class CoreMLBackend: PredictionBackend {
     }
 }
 
-/// Compiles an `.mlpackage` once and keeps the `.mlmodelc` in Application Support, keyed by package folder name.
+/// Compiles an `.mlpackage` once and keeps the `.mlmodelc` in Application Support, keyed by the model's content
+/// (`PackageFingerprint`), so two packages with the same folder name never share a compiled model.
 public enum CoreMLModelCompiler {
     public static func compiledModel(for package: ModelPackage) async throws -> URL {
-        guard let source = package.coreMLModelURL else { throw CoreMLBackend.LoadError.missingManifestValue("files.model") }
+        guard let source = package.coreMLModelURL else { throw CoreMLBackend.LoadError.missingManifestValue("model_file") }
         if source.pathExtension == "mlmodelc" { return source }
         let fm = FileManager.default
         let cacheRoot = try fm.url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
             .appendingPathComponent("CompiledModels", isDirectory: true)
         try fm.createDirectory(at: cacheRoot, withIntermediateDirectories: true)
-        let target = cacheRoot.appendingPathComponent(package.directory.lastPathComponent + ".mlmodelc")
-        let sourceDate = (try? fm.attributesOfItem(atPath: source.path)[.modificationDate] as? Date) ?? .distantFuture
-        let targetDate = (try? fm.attributesOfItem(atPath: target.path)[.modificationDate] as? Date) ?? .distantPast
-        if fm.fileExists(atPath: target.path), targetDate >= sourceDate { return target }
+        let target = cacheRoot.appendingPathComponent(try PackageFingerprint.of(source) + ".mlmodelc")
+        if fm.fileExists(atPath: target.path) { return target }
         let compiled = try await MLModel.compileModel(at: source)
-        if fm.fileExists(atPath: target.path) { try fm.removeItem(at: target) }
-        try fm.moveItem(at: compiled, to: target)
+        do {
+            try fm.moveItem(at: compiled, to: target)
+        } catch where fm.fileExists(atPath: target.path) {
+            try? fm.removeItem(at: compiled)  // compiled meanwhile by another load of the same content
+        }
         return target
     }
 }

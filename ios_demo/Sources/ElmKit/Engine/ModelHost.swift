@@ -19,6 +19,14 @@ public actor ModelHost {
         /// The units the model was loaded with (not whatever a picker shows now), e.g. "cpuAndNeuralEngine".
         public let computeUnits: String
         public let loadSeconds: Double
+
+        public init(name: String, contextLength: Int, prefillChunkLength: Int, computeUnits: String, loadSeconds: Double) {
+            self.name = name
+            self.contextLength = contextLength
+            self.prefillChunkLength = prefillChunkLength
+            self.computeUnits = computeUnits
+            self.loadSeconds = loadSeconds
+        }
     }
 
     public enum HostError: Error, Equatable, CustomStringConvertible {

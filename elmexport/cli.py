@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
     p.set_defaults(func=_cmd_validate)
 
+    from . import device_check
+
+    p = sub.add_parser("device-check", help="run a Core ML package on real Core ML (macOS) and compare with the "
+                                            "MIL interpreter")
+    device_check.add_arguments(p)
+    p.set_defaults(func=device_check.run)
+
     from .targets.registry import TARGETS, target_entry
 
     for name in TARGETS:

@@ -77,9 +77,9 @@ final class ChatSession {
 
         task = Task { [weak self] in
             let outcome = await Result(awaiting: {
-                try await host.generate(prompt: prompt, config: config, reuseCache: true, tokenizer: tokenizer) { event in
+                try await host.generate(prompt: prompt, config: config, reuseCache: true, tokenizer: tokenizer) { [weak self] event in
                     let delta = event.text, stats = event.stats
-                    DispatchQueue.main.async {  // the main queue keeps deltas in order (unstructured tasks need not)
+                    DispatchQueue.main.async { [weak self] in  // the main queue keeps deltas in order (tasks need not)
                         MainActor.assumeIsolated {
                             self?.append(delta, at: index)
                             self?.lastStats = stats

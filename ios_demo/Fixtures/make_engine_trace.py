@@ -58,7 +58,6 @@ class CallRecorder:
     """Wraps the runner's model so every `predict` is written down with the row its caller keeps."""
 
     def __init__(self, runner):
-        self.runner = runner
         self.model = runner.model
         self.calls: list[dict] = []
         self.fresh = True

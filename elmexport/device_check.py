@@ -34,20 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_package(path: Path) -> dict:
-    manifest_path = path / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ElmExportError(f"{path}: no manifest.json; give a package directory written by elmexport") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ElmExportError(f"{manifest_path}: unreadable ({e}); re-export the package") from None
-    if not isinstance(manifest, dict) or manifest.get("target") != "coreml":
-        target = manifest.get("target") if isinstance(manifest, dict) else None
-        raise ElmExportError(f"{path}: target {target or 'unknown'!r}, not coreml; device-check runs Core ML packages "
+    """The package's manifest (the project's one reader checks it), which must be a Core ML one."""
+    from .manifest import read_manifest
+
+    manifest = read_manifest(path)
+    if manifest["target"] != "coreml":
+        raise ElmExportError(f"{path}: target {manifest['target']!r}, not coreml; device-check runs Core ML packages "
                              f"(export one with `elmexport coreml`)")
-    for key in ("model_file", "context_length", "prefill_chunk"):
-        if key not in manifest:
-            raise ElmExportError(f"{manifest_path}: no {key!r}; re-export the package with this elmexport")
     return manifest
 
 

@@ -232,19 +232,27 @@ def _cmd_validate(args) -> int:
 
     from .api import validate
     from .progress import console
-    from .validation.report import (check_report_destination, load_device_report, to_json, write_junit,
-                                    write_reports)
+    from .validation.device_report import check_same_package, device_greedy_check, load_device_report
+    from .validation.report import check_report_destination, to_json, write_junit, write_reports
 
     thresholds, sources = _thresholds(args)
     report_dir = Path(args.out or Path(args.package) / "validation")
     check_report_destination(report_dir, args.junit)  # before the slow part
     device = load_device_report(args.device_report) if args.device_report else None
+    if device:
+        from .manifest import read_manifest
+
+        check_same_package(device, read_manifest(args.package), args.device_report)
     report = validate(args.package, text=args.text, prefill_tokens=args.prefill_tokens,
                       decode_steps=args.decode_steps, greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
                       latency=not args.no_latency, thresholds=thresholds, threshold_sources=sources,
                       log=console.log).data
     if device:
         report["latency"]["device"] = device
+        if device["greedy_check"] and report["stages"]:
+            console.log("device report: replaying its greedy check on the host ...")
+            report["checks"].append(device_greedy_check(args.package, device["greedy_check"]))
+            report["passed"] = report["passed"] and report["checks"][-1]["passed"]
     paths = write_reports(report, report_dir)
     if args.junit:
         write_junit(report, args.junit)

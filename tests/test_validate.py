@@ -98,11 +98,24 @@ def test_wrong_rope_theta_is_caught(package, tmp_path):
     assert report["stages"][1]["max_abs_err"] < 1e-4 and report["stages"][2]["max_abs_err"] > 0.05
 
 
+def _device_report(package, tmp_path, **changes) -> Path:
+    """The schema's example re-pointed at `package` (the app writes one per package it benchmarks)."""
+    example = json.loads((Path(__file__).resolve().parents[1] / "ios_demo/Schemas/device_report.example.json")
+                         .read_text())
+    manifest = json.loads((Path(package) / "manifest.json").read_text())
+    example["package"].update(name=manifest["name"], target=manifest["target"],
+                              context_length=manifest["context_length"])
+    example.update(changes)
+    path = tmp_path / "device.json"
+    path.write_text(json.dumps(example))
+    return path
+
+
 def test_device_report_and_yaml_thresholds(package, tmp_path):
-    example = Path(__file__).resolve().parents[1] / "ios_demo/Schemas/device_report.example.json"
     th = tmp_path / "th.yaml"
     th.write_text("max_abs_err: 0.05\nmin_greedy_match: 4\n")
-    proc = run("validate", str(package), *FAST, "--thresholds", str(th), "--device-report", str(example),
+    device = _device_report(package, tmp_path, greedy_check=None)
+    proc = run("validate", str(package), *FAST, "--thresholds", str(th), "--device-report", str(device),
                "--out", str(tmp_path / "rep"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
@@ -112,6 +125,42 @@ def test_device_report_and_yaml_thresholds(package, tmp_path):
     assert checks["max_abs_err"]["source"] == f"--thresholds {th}" and checks["max_abs_err"]["threshold"] == 0.05
     assert checks["min_lowering_cosine"]["source"].startswith("default for none: measured")
     assert "device" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_device_report_of_another_package_is_refused(package, tmp_path):
+    example = Path(__file__).resolve().parents[1] / "ios_demo/Schemas/device_report.example.json"
+    proc = run("validate", str(package), *FAST, "--device-report", str(example), "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 2 and "measured package 'smollm2-135m-instruct-coreml-int4'" in proc.stderr
+
+
+def test_device_greedy_tokens_are_checked_against_the_host(tmp_path, llama2_style_tokenizer):
+    """The app's greedy ids for a prompt must be the host's (the package's runtime, here the MIL interpreter)."""
+    import elmexport
+    from elmexport.chat import render_chat
+
+    pkg = elmexport.export("openelm-tiny", "coreml", random_weights=True, context=48, prefill_chunk=8,
+                           tokenizer=llama2_style_tokenizer, out=tmp_path / "pkg")
+    model = elmexport.load(pkg)
+    prompt = "What is the capital of France?"
+    ids = model.tokenizer.encode(render_chat(model.chat_template, [{"role": "user", "content": prompt}],
+                                             model.system_prompt))
+    from elmexport.validation.runner import last_logits
+
+    model.runner.reset()
+    tokens, logits = [], last_logits(model.runner, ids, 0)
+    for step in range(6):
+        tokens.append(int(logits.argmax()))
+        logits = last_logits(model.runner, [tokens[-1]], len(ids) + step)
+    good = {"prompt": prompt, "prompt_ids": ids, "max_new_tokens": 6, "token_ids": tokens}
+    for greedy, code in ((good, 0), ({**good, "token_ids": tokens[:3] + [(tokens[3] + 1) % 600] + tokens[4:]}, 1),
+                         ({**good, "prompt_ids": ids[:-1]}, 1)):
+        device = _device_report(pkg, tmp_path, greedy_check=greedy)
+        out = tmp_path / f"rep{code}-{len(greedy['prompt_ids'])}"
+        proc = run("validate", str(pkg.path), *FAST, "--device-report", str(device), "--out", str(out))
+        assert proc.returncode == code, proc.stderr[-2000:]
+        check = next(c for c in json.loads((out / "report.json").read_text())["checks"]
+                     if c["name"] == "device_greedy_match")
+        assert check["passed"] == (code == 0), check
 
 
 def test_bad_inputs_exit_2(tmp_path):

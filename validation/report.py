@@ -1,6 +1,5 @@
 """Validation report outputs: report.json, report.md, a self-contained report.html (inline SVG plots), JUnit XML;
-and the device report (JSON written by the iOS demo's benchmark, schema in ios_demo/Schemas/) ingested beside
-the host numbers.
+the device report is read by device_report.py.
 """
 
 from __future__ import annotations
@@ -14,35 +13,6 @@ from xml.sax.saxutils import quoteattr
 
 from .. import strict_json
 from ..errors import ElmExportError
-
-DEVICE_REQUIRED = ("schema_version", "device", "package", "summary")
-
-
-def load_device_report(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ElmExportError(f"--device-report {path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise ElmExportError(f"--device-report {path}: not JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("summary", "device")):
-        raise ElmExportError(f"--device-report {path}: expected the iOS demo's benchmark JSON (an object with "
-                             f"'device' and 'summary' objects; ios_demo/Schemas/device_report.schema.json)")
-    missing = [k for k in DEVICE_REQUIRED if k not in data]
-    if missing:
-        raise ElmExportError(f"--device-report {path}: missing {missing[0]!r}; expected the iOS demo's benchmark "
-                             f"JSON (ios_demo/Schemas/device_report.schema.json)")
-    s, d = data["summary"], data["device"]
-    return {
-        "runtime": f"Core ML on {d.get('model', '?')} ({d.get('os_name', '')} {d.get('os_version', '')})".strip(),
-        "prefill_tokens_per_s": s.get("prefill_tokens_per_s_median"),
-        "decode_tokens_per_s": s.get("decode_tokens_per_s_median"),
-        "time_to_first_token_ms": s.get("time_to_first_token_ms_median"),
-        "peak_rss_mib": s.get("peak_memory_mb"),
-        "package": data["package"], "app_version": data.get("app_version"), "timestamp": data.get("timestamp"),
-    }
-
 
 def _fmt(v, digits=4):
     if v is None:

@@ -71,6 +71,7 @@ def adapt_quant(config):
     return dataclasses.replace(config, positive_scales=True)
 
 
+@contextlib.contextmanager
 def quiet_executorch():
     """ExecuTorch and torchao warn per node and per pass; our own progress lines replace them."""
     for name in ("executorch", "torch._export", "torch.export", "coremltools"):

@@ -151,12 +151,3 @@ def skip_rms_norm(x: Tensor, skip: Tensor, weight: Tensor, eps: float) -> tuple[
 @skip_rms_norm.register_fake
 def _(x, skip, weight, eps):
     return torch.empty_like(x), torch.empty_like(x)
-
-
-ONNX_OPS = {
-    "matmul_nbits": torch.ops.elm_onnx.matmul_nbits.default,
-    "gather_nbits": torch.ops.elm_onnx.gather_nbits.default,
-    "gqa_lengths": torch.ops.elm_onnx.gqa_lengths.default,
-    "group_query_attention": torch.ops.elm_onnx.group_query_attention.default,
-    "skip_rms_norm": torch.ops.elm_onnx.skip_rms_norm.default,
-}

@@ -49,23 +49,3 @@ def plan_for(cfg: ModelConfig, checkpoint_names: set[str]) -> LoadPlan:
         return llama_plan(cfg)
     prefix = "transformer." if any(n.startswith("transformer.") for n in checkpoint_names) else ""
     return openelm_plan(cfg, prefix)
-
-
-def to_hf_names(cfg: ModelConfig, state: dict) -> dict:
-    """Module state dict -> HF checkpoint tensors (splitting fused rows back); used to write test checkpoints."""
-    plan = openelm_plan(cfg) if cfg.family == "openelm" else llama_plan(cfg)
-    out = {}
-    for dst, sources in plan.items():
-        tensor = state[dst]
-        if len(sources) == 1:
-            out[sources[0]] = tensor
-            continue
-        if dst.endswith("qkv_proj.weight"):
-            layer = int(dst.split(".")[1])
-            hd = cfg.head_dim
-            sizes = [cfg.num_query_heads[layer] * hd, cfg.num_kv_heads[layer] * hd, cfg.num_kv_heads[layer] * hd]
-        else:
-            sizes = [tensor.shape[0] // 2] * 2
-        for name, part in zip(sources, tensor.split(sizes, dim=0)):
-            out[name] = part.contiguous()
-    return out

@@ -1,0 +1,102 @@
+"""Where an export's time goes: one `elmexport.export` under pyinstrument, summary written as text.
+
+    pip install -e '.[bench]'
+    python benchmarks/export_profile.py --model openelm-tiny --random-weights --quant 8da4w \
+        --save benchmarks/results/export_profile_tiny_8da4w.txt
+    python benchmarks/export_profile.py --quant 8da4w --save benchmarks/results/export_profile_smollm2_8da4w.txt
+
+The summary keeps frames above --min-percent of the wall time (pyinstrument's own filter), so the few calls that
+own the minutes stand out; the exporter's own timing lines (export / lower / serialize) are printed as it runs.
+Sampling adds a few percent of overhead: compare wall times without the profiler (`time elmexport ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="executorch")
+    ap.add_argument("--model", default=None, help="preset (default: the exporter's, SmolLM2-135M-Instruct)")
+    ap.add_argument("--random-weights", action="store_true")
+    ap.add_argument("--quant", default="8da4w")
+    ap.add_argument("--context", type=int, default=None)
+    ap.add_argument("--min-percent", type=float, default=1.0, help="hide frames below this share of the time")
+    ap.add_argument("--save", type=Path, default=None, help="write the text summary here as well")
+    ap.add_argument("--session", type=Path, default=None, help="also save pyinstrument's raw session (re-render "
+                                                                 "with `pyinstrument --load FILE`)")
+    ap.add_argument("--load", type=Path, default=None, help="summarise a saved session instead of exporting")
+    args = ap.parse_args(argv)
+
+    from pyinstrument.session import Session
+
+    session = Session.load(str(args.load)) if args.load else profile_export(args)
+    if args.session and not args.load:
+        session.save(str(args.session))
+    text = branch_tree(session.root_frame(), args.min_percent / 100) + "\n" + stage_table(session.root_frame())
+    header = (f"# elmexport.export({args.model or 'default model'!r}, {args.target!r}, quant={args.quant!r}, "
+              f"random_weights={args.random_weights}): {session.duration:.1f} s wall, {session.cpu_time:.1f} s CPU"
+              f"\n# command: python {' '.join(sys.argv)}\n")
+    print(header + text)
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(header + text)
+    return 0
+
+
+def profile_export(args):
+    from pyinstrument import Profiler
+
+    import elmexport
+
+    with tempfile.TemporaryDirectory() as tmp:
+        profiler = Profiler(interval=0.01)
+        profiler.start()
+        elmexport.export(args.model, args.target, quant=args.quant, out=Path(tmp) / "pkg",
+                         random_weights=args.random_weights, context=args.context, log=print)
+        profiler.stop()
+    return profiler.last_session
+
+
+def branch_tree(root, threshold: float) -> str:
+    """The call tree cut at `threshold` of the wall time, library frames included, with single-child chains
+    collapsed: only the frames where the time splits are printed, so a 60-deep torch stack reads in a few lines."""
+    lines, total = [], root.time
+
+    def visit(frame, indent):
+        kids = [c for c in frame.children if c.time >= threshold * total]
+        if frame is not root and len(kids) == 1 and frame.time - kids[0].time < 0.03 * total:
+            return visit(kids[0], indent)
+        lines.append(f"{'  ' * indent}{frame.time:8.2f} s  {frame.function}  {frame.file_path_short}:{frame.line_no}")
+        for child in sorted(kids, key=lambda c: -c.time):
+            visit(child, indent + 1)
+
+    visit(root, 0)
+    return "\n".join(lines)
+
+
+def stage_table(root, prefixes=("executorch/", "torch/export/"), top: int = 40) -> str:
+    """Inclusive seconds per ExecuTorch / torch.export function, summed over every call (a recursive frame counts
+    once per stack): how much each stage and each XNNPACK pass costs over all partitions."""
+    totals: Counter = Counter()
+
+    def visit(frame, seen):
+        key = f"{frame.function}  {frame.file_path_short}:{frame.line_no}"
+        if (frame.file_path_short or "").startswith(prefixes) and key not in seen:
+            totals[key] += frame.time
+            seen = seen | {key}
+        for child in frame.children:
+            visit(child, seen)
+
+    visit(root, frozenset())
+    rows = [f"{seconds:8.2f} s  {key}" for key, seconds in totals.most_common(top)]
+    return "# inclusive time per function, summed over calls\n" + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

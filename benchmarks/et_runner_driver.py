@@ -14,7 +14,7 @@ memory bandwidth drifts from minute to minute, so one timing means little; media
 Importable (benchmarks/ is not a package: put this directory on sys.path): build_peer_b, EtLlmRunnerGenerator.
 The prompt: benchmarks/prompts.py.
 
-Numbers: README "Speed, side by side" (benchmarks/side_by_side.py runs these generators, each in a fresh process
+Numbers: docs/benchmarks.md, side-by-side tables (benchmarks/side_by_side.py runs these generators, each in a fresh process
 with MKL_NUM_THREADS=1: see that file's docstring for why ExecuTorch's custom_sdpa needs it in a Python process).
 """
 

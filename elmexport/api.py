@@ -58,7 +58,8 @@ def export(model: str | None = None, target: str = "onnx", *, quant: str = "none
            log: Callable[..., None] | None = None, **target_options) -> Package:
     """Export `model` (a preset name; default the offline SmolLM2-135M-Instruct) to `target` and return the package.
 
-    `target_options` are the target's own options (`elmexport.target_options(target)` lists them), e.g.
+    `target_options` are the target's own options (the fields of its OPTIONS dataclass, the same names as its CLI
+    flags: `elmexport onnx --help`), e.g.
     `accuracy_level=0` for ONNX or `prefill_chunk=32` for Core ML. The destination is checked and locked before
     anything slow runs; an existing package there is replaced only with `overwrite=True`.
     """

@@ -74,7 +74,7 @@ def _check_on_macos(package: Path, manifest: dict, args, need: int) -> int:  # p
     from .validation.metrics import greedy_match, step_metrics, summarize
     from .validation.mil.coreml import CoreMLRunner, open_coreml_runner
     from .validation.perplexity import DEFAULT_TEXT
-    from .validation.validate import _greedy, _teacher_forced
+    from .validation.streams import greedy, teacher_forced_steps
 
     model_path = package / manifest["model_file"]
     units = getattr(ct.ComputeUnit, COMPUTE_UNITS[args.compute_units])
@@ -88,12 +88,13 @@ def _check_on_macos(package: Path, manifest: dict, args, need: int) -> int:  # p
 
     interpreter = runner_over(open_coreml_runner(model_path, prefer_coreml=False), "MIL interpreter")
     coreml = runner_over(CoreMLRunner(model_path, compute_units=units), f"Core ML ({args.compute_units})")
-    reference = _teacher_forced(interpreter, stream, args.prefill_tokens, args.decode_steps)
-    measured = _teacher_forced(coreml, stream, args.prefill_tokens, args.decode_steps)
+    fed = stream[:args.prefill_tokens + args.decode_steps]
+    reference = teacher_forced_steps(interpreter, fed, args.prefill_tokens)
+    measured = teacher_forced_steps(coreml, fed, args.prefill_tokens)
     summary = summarize([dict(step_metrics(a, b), positions=len(a)) for a, b in zip(reference, measured)])
     prompt = stream[:args.prefill_tokens]
-    greedy_reference, greedy_coreml = _greedy(interpreter, prompt, args.greedy_tokens), _greedy(coreml, prompt,
-                                                                                               args.greedy_tokens)
+    greedy_reference = greedy(interpreter, prompt, args.greedy_tokens)
+    greedy_coreml = greedy(coreml, prompt, args.greedy_tokens)
     matched = greedy_match(greedy_reference, greedy_coreml)
     _print_compute_plan(ct, model_path, units)
     print(f"{coreml.name} vs MIL interpreter over {len(stream)} tokens: {json.dumps(summary)}")

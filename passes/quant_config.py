@@ -89,7 +89,7 @@ PRESETS = {
     "int8": dict(default={"mode": "int8", "block_size": 0}, embedding={"mode": "int8", "block_size": 0}),
     # Blocks of 64 in the layers, 32 for the tied embedding/head: as good as 32 everywhere (SmolLM2 GPL-3
     # perplexity 30.94 vs 30.98 in the IR; 64 everywhere: 34.41), ~10% fewer bytes in the layers, and onnxruntime's
-    # int4 kernel runs 64-blocks faster (README, "Quantization").
+    # int4 kernel runs 64-blocks faster (docs/benchmarks.md, quantization quality).
     "int4": dict(default={"mode": "int4", "block_size": 64, "fallback_block_size": 32},
                  embedding={"mode": "int4", "block_size": 32}),
     "8da4w": dict(default={"mode": "int4", "block_size": 32}, embedding={"mode": "int4", "block_size": 32}),

@@ -132,17 +132,6 @@ def _check_stream(vocab: int, context: int) -> tuple[list[int], int]:
     return check_tokens(vocab, n), max(1, n - 4)  # prefill of n-4 tokens, then 4 single-token decode steps
 
 
-def _run_stream(step, ids: list[int], prefill: int) -> np.ndarray:
-    outs = [step(ids[:prefill], 0)] + [step(ids[t:t + 1], t) for t in range(prefill, len(ids))]
-    return np.concatenate(outs, axis=0)
-
-
-def _compare(reference: np.ndarray, other: np.ndarray, prefill: int) -> dict:
-    err = np.abs(reference - other)
-    return {"tokens": int(reference.shape[0]), "prefill": prefill, "max_abs_err": float(err.max()),
-            "top1_agreement": float((reference.argmax(-1) == other.argmax(-1)).mean())}
-
-
 def _ir_reference(ir, ids: list[int]) -> np.ndarray:
     ir.reset_cache()
     ref = ir.logits(ids).numpy()
@@ -151,11 +140,15 @@ def _ir_reference(ir, ids: list[int]) -> np.ndarray:
 
 
 def _check_onnxruntime(ir, model_path) -> dict:
+    from ..validation.metrics import step_metrics
     from ..validation.onnx_runner import OnnxRunner
+    from ..validation.streams import teacher_forced
 
     runner = OnnxRunner(model_path, ir.context)
     ids, prefill = _check_stream(ir.cfg.vocab_size, ir.context)
-    return _compare(_ir_reference(ir, ids), _run_stream(runner.forward, ids, prefill), prefill)
+    metrics = step_metrics(_ir_reference(ir, ids), teacher_forced(runner, ids, prefill))
+    return {"tokens": len(ids), "prefill": prefill, "max_abs_err": metrics["max_abs_err"],
+            "top1_agreement": metrics["top1_agreement"]}
 
 
 # ---------------------------------------------------------------------------------------------- facts

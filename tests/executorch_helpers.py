@@ -20,6 +20,7 @@ from elmexport.passes.registry import build_passes
 from elmexport.pipeline import CompiledModel
 from elmexport.tokenizer import make_text_tokenizer, read_tokenizer_json
 from elmexport.weights.sources import LoadedModel
+from elmexport.validation.streams import teacher_forced  # noqa: F401  (re-exported for the tests)
 
 
 def tiny_compiled(quant: str = "none", vocab_size: int = 32000, tokenizer: Path | None = None, context: int = 64,
@@ -82,14 +83,6 @@ def prefill_and_decode(runner, ids: list[int], steps: int) -> np.ndarray:
         token = int(np.argmax(out[-1][-1]))
         out.append(runner.forward([token], pos))
         pos += 1
-    return np.concatenate(out, axis=0)
-
-
-def teacher_forced(runner, ids: list[int], prefill: int) -> np.ndarray:
-    """Logits for ids: the first `prefill` in one call, the rest one at a time (the same tokens for every runner)."""
-    runner.reset()
-    out = [runner.forward(ids[:prefill], 0)]
-    out += [runner.forward([t], prefill + i) for i, t in enumerate(ids[prefill:])]
     return np.concatenate(out, axis=0)
 
 

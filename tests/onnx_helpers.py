@@ -10,6 +10,7 @@ from elmexport.targets import onnx as onnx_target
 from elmexport.pipeline import build_ir
 from elmexport.targets.registry import target_entry
 from elmexport.weights.spec import ModelSpec
+from elmexport.validation.streams import teacher_forced as prefill_then_decode  # noqa: F401  (re-exported for the tests)
 
 
 def export_tiny(out: Path, quant: str = "none", accuracy_level: int = 4, model: str = "openelm-tiny",
@@ -26,14 +27,6 @@ def export_tiny(out: Path, quant: str = "none", accuracy_level: int = 4, model: 
 
 def token_stream(vocab: int, n: int, seed: int = 7) -> list[int]:
     return [int(t) for t in np.random.default_rng(seed).integers(3, vocab, n)]
-
-
-def prefill_then_decode(runner, ids: list[int], prefill: int) -> np.ndarray:
-    """Logits [len(ids), vocab]: one prefill call, then one call per remaining token."""
-    runner.reset()
-    outs = [runner.forward(ids[:prefill], 0)]
-    outs += [runner.forward([ids[t]], t) for t in range(prefill, len(ids))]
-    return np.concatenate(outs, axis=0)
 
 
 def compile_module(model, quant: str):

@@ -144,13 +144,9 @@ def test_device_greedy_tokens_are_checked_against_the_host(tmp_path, llama2_styl
     prompt = "What is the capital of France?"
     ids = model.tokenizer.encode(render_chat(model.chat_template, [{"role": "user", "content": prompt}],
                                              model.system_prompt))
-    from elmexport.validation.runner import last_logits
+    from elmexport.validation.streams import greedy
 
-    model.runner.reset()
-    tokens, logits = [], last_logits(model.runner, ids, 0)
-    for step in range(6):
-        tokens.append(int(logits.argmax()))
-        logits = last_logits(model.runner, [tokens[-1]], len(ids) + step)
+    tokens = greedy(model.runner, ids, 6)
     good = {"prompt": prompt, "prompt_ids": ids, "max_new_tokens": 6, "token_ids": tokens}
     for greedy, code in ((good, 0), ({**good, "token_ids": tokens[:3] + [(tokens[3] + 1) % 600] + tokens[4:]}, 1),
                          ({**good, "prompt_ids": ids[:-1]}, 1)):

@@ -68,30 +68,25 @@ def _valid_greedy(g) -> bool:
         and ids(g.get("token_ids"))
 
 
-def device_greedy_check(package_dir: str | Path, greedy: dict) -> dict:
+def device_greedy_check(package_dir: str | Path, greedy_check: dict) -> dict:
     """A validation check: the host's prompt ids and greedy tokens against the device's."""
     from ..api import load
     from ..chat import render_chat
-    from .runner import last_logits
+    from .streams import greedy
 
     model = load(package_dir)
-    text = render_chat(model.chat_template, [{"role": "user", "content": greedy["prompt"]}], model.system_prompt)
+    device_prompt, device_tokens = greedy_check["prompt_ids"], greedy_check["token_ids"]
+    text = render_chat(model.chat_template, [{"role": "user", "content": greedy_check["prompt"]}],
+                       model.system_prompt)
     host_prompt = model.tokenizer.encode(text)
-    check = {"name": "device_greedy_match", "numeric": True, "value": None, "threshold": len(greedy["token_ids"])}
-    if host_prompt != greedy["prompt_ids"]:
-        first = next((i for i, (a, b) in enumerate(zip(host_prompt, greedy["prompt_ids"])) if a != b),
-                     min(len(host_prompt), len(greedy["prompt_ids"])))
+    check = {"name": "device_greedy_match", "numeric": True, "value": None, "threshold": len(device_tokens)}
+    if host_prompt != device_prompt:
+        first = next((i for i, (a, b) in enumerate(zip(host_prompt, device_prompt)) if a != b),
+                     min(len(host_prompt), len(device_prompt)))
         return {**check, "passed": False, "detail": f"the device built another prompt: ids differ from position "
                                                     f"{first} (host {len(host_prompt)} ids, device "
-                                                    f"{len(greedy['prompt_ids'])}); template or tokenizer differ"}
-    runner = model.runner
-    runner.reset()
-    logits, host_tokens = last_logits(runner, host_prompt, 0), []
-    for step in range(len(greedy["token_ids"])):
-        host_tokens.append(int(logits.argmax()))
-        if step + 1 < len(greedy["token_ids"]):
-            logits = last_logits(runner, [host_tokens[-1]], len(host_prompt) + step)
-    same = next((i for i, (a, b) in enumerate(zip(host_tokens, greedy["token_ids"])) if a != b), len(host_tokens))
-    return {**check, "value": same, "passed": same == len(greedy["token_ids"]),
-            "detail": f"device greedy tokens match the host's {runner.name} for {same} of "
-                      f"{len(greedy['token_ids'])} tokens"}
+                                                    f"{len(device_prompt)}); template or tokenizer differ"}
+    host_tokens = greedy(model.runner, host_prompt, len(device_tokens))
+    same = next((i for i, (a, b) in enumerate(zip(host_tokens, device_tokens)) if a != b), len(host_tokens))
+    return {**check, "value": same, "passed": same == len(device_tokens),
+            "detail": f"device greedy tokens match the host's {model.runtime} for {same} of {len(device_tokens)}"}

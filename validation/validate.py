@@ -22,6 +22,7 @@ from .metrics import greedy_match, step_metrics, summarize
 from .perplexity import DEFAULT_TEXT, perplexity
 from .reference import rebuild_compiled
 from .runners import open_package_runner
+from .streams import greedy, teacher_forced_steps
 
 __all__ = ["THRESHOLD_KEYS", "ValidateOptions", "validate_package"]
 
@@ -62,27 +63,6 @@ def _text_tokens(tokenizer, text_path: Path, n: int, vocab: int) -> tuple[list[i
     return ids, str(text_path)
 
 
-def _teacher_forced(runner, ids: list[int], prefill: int, decode_steps: int) -> list[np.ndarray]:
-    """Logits of the prefill step, then of each teacher-forced decode step (the text's next token)."""
-    runner.reset()
-    steps = [runner.forward(ids[:prefill], 0)]
-    for s in range(decode_steps):
-        steps.append(runner.forward([ids[prefill + s]], prefill + s))
-    return steps
-
-
-def _greedy(runner, prompt: list[int], n: int) -> list[int]:
-    runner.reset()
-    logits = runner.forward(prompt, 0)
-    out = []
-    for s in range(n):
-        token = int(logits[-1].argmax())
-        out.append(token)
-        if s + 1 < n:
-            logits = runner.forward([token], len(prompt) + s)
-    return out
-
-
 def _stage_comparison(reference: list[np.ndarray], steps: list[np.ndarray]) -> dict:
     per_step = [dict(step_metrics(a, b), positions=len(a)) for a, b in zip(reference, steps)]
     return summarize(per_step)
@@ -119,14 +99,15 @@ def _run_stages(runners, stream, ids, options, log) -> list[dict]:
     for name, runner in runners:
         log(f"stage {name}: teacher-forced prefill {options.prefill_tokens} + {options.decode_steps} decode steps, "
             f"greedy {options.greedy_tokens}, perplexity over {options.ppl_tokens} tokens ...")
-        steps = _teacher_forced(runner, stream, options.prefill_tokens, options.decode_steps)
-        greedy = _greedy(runner, prompt, options.greedy_tokens)
+        steps = teacher_forced_steps(runner, stream[:options.prefill_tokens + options.decode_steps],
+                                     options.prefill_tokens)
+        tokens = greedy(runner, prompt, options.greedy_tokens)
         ppl = perplexity(runner, ids, options.ppl_window, options.ppl_tokens + 1)["perplexity"]
-        entry = {"name": name, "runtime": getattr(runner, "name", name), "perplexity": ppl, "greedy_tokens": greedy}
+        entry = {"name": name, "runtime": getattr(runner, "name", name), "perplexity": ppl, "greedy_tokens": tokens}
         if ref_steps is None:
-            ref_steps, ref_greedy, ref_ppl = steps, greedy, ppl
+            ref_steps, ref_greedy, ref_ppl = steps, tokens, ppl
             entry.update(max_abs_err=0.0, max_rel_err=0.0, cosine_min=1.0, top1_agreement=1.0,
-                         greedy_match_tokens=len(greedy), steps=[])
+                         greedy_match_tokens=len(tokens), steps=[])
         else:
             per_step = []
             for i, (a, b) in enumerate(zip(ref_steps, steps)):
@@ -135,15 +116,15 @@ def _run_stages(runners, stream, ids, options, log) -> list[dict]:
                 per_step.append(m)
             entry.update(summarize(per_step))
             entry["steps"] = per_step
-            entry["greedy_match_tokens"] = greedy_match(ref_greedy, greedy)
+            entry["greedy_match_tokens"] = greedy_match(ref_greedy, tokens)
             vs_prev = _stage_comparison(prev_steps, steps)
             entry["vs_previous_stage"] = {k: vs_prev[k] for k in ("max_abs_err", "max_rel_err", "top1_agreement",
                                                                   "cosine_min")}
             entry["vs_previous_stage"]["ppl_change"] = abs(ppl / prev_ppl - 1.0)
-            entry["vs_previous_stage"]["greedy_match_tokens"] = greedy_match(prev_greedy, greedy)
+            entry["vs_previous_stage"]["greedy_match_tokens"] = greedy_match(prev_greedy, tokens)
             entry["ppl_increase"] = ppl / ref_ppl - 1.0
         stages.append(entry)
-        prev_steps, prev_ppl, prev_greedy = steps, ppl, greedy
+        prev_steps, prev_ppl, prev_greedy = steps, ppl, tokens
     return stages
 
 

@@ -211,8 +211,8 @@ def test_coreml_delegate_exports(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--delegate", "vulkan"], "--delegate 'vulkan'"),
-    (["--quant", "palettize4"], "no ExecuTorch lowering"),
+    (["--delegate", "vulkan"], "argument --delegate: invalid choice: 'vulkan'"),
+    (["--quant", "palettize4"], "mode 'palettize4' (default) cannot run on executorch"),
     (["--max-seq-len", "0"], "at least 1"),
     (["--context", "32", "--max-seq-len", "64"], "exceeds --context"),
 ])

@@ -238,7 +238,7 @@ def _summary(xs: list[float]) -> str:
 
 
 def main(argv=None) -> int:
-    from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV
+    from elmexport.targets.executorch.runner import EXECUTORCH_PROCESS_ENV
 
     for key, value in EXECUTORCH_PROCESS_ENV.items():  # before MKL starts (torch is imported lazily below); the
         os.environ.setdefault(key, value)             # exports below set their own thread counts

@@ -29,7 +29,7 @@ from pathlib import Path
 def profile_in_this_process(pte: str, positions: str, prompt_tokens: int, steps: int, out: str) -> None:
     """Prefill + `steps` decode steps of `pte` with etdump on; writes the etdump to `out`."""
     import torch
-    from elmexport.validation.executorch_runner import load_kernel_libraries
+    from elmexport.targets.executorch.runner import load_kernel_libraries
     from executorch.runtime import Runtime
 
     load_kernel_libraries()
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     if args.worker:
         profile_in_this_process(args.worker[0], args.worker[1], args.prompt_tokens, args.steps, args.worker[2])
         return 0
-    from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV
+    from elmexport.targets.executorch.runner import EXECUTORCH_PROCESS_ENV
 
     programs = {"ours": (args.ours, "per-token")}
     if args.peer:

@@ -4,7 +4,7 @@
     python benchmarks/onnx_ffn_micro.py --dim 1280 --ffn 3584 --layers 16 --rounds 21
     python benchmarks/onnx_ffn_micro.py --layouts "fused + Split" --blocks 32,64 --rounds 31   # int4 block size
 
-Why this file: elmexport's ONNX lowering keeps fused projections fused (targets/split_projections.py is used by
+Why this file: elmexport's ONNX lowering keeps fused projections fused (targets/executorch/split_projections.py is used by
 ExecuTorch only). This chain of `layers` FFN blocks (x + down(silu(gate(x)) * up(x)), int4 block-32, accuracy_level
 4, 2 threads, one row as in decode) times the layouts against each other, interleaved round by round; onnxruntime
 turns Sigmoid + Mul into QuickGelu in the MatMulNBits layouts. The third layout is the only fused FFN kernel

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from elmexport.validation.eager import EagerRunner
-    from elmexport.validation.onnx_runner import open_runner
+    from elmexport.targets.onnx.runner import open_runner
 
     from elmexport.manifest import read_manifest
     from elmexport.weights.sources import load_model

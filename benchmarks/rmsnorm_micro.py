@@ -6,7 +6,7 @@ The OpenELM paper blames the model's slowness on its naive RMSNorm (a chain of s
 per token). Each runtime gets the same stack of `norms` norms of width `dim` on one token, written two ways:
   naive: the reference chain  x.float() -> pow(2) -> mean -> + eps -> rsqrt -> mul -> cast -> mul w
   fused: what elmexport lowers to -- torch.nn.functional.rms_norm (eager), one RMSNormalization node
-         (onnxruntime), and the XNNPACK form of targets/executorch_xnnpack_form.py (mean as a [1, D] GEMM,
+         (onnxruntime), and the XNNPACK form of targets/executorch/xnnpack_form.py (mean as a [1, D] GEMM,
          so the whole norm stays inside one delegate call) for ExecuTorch.
 Prints milliseconds per token; 2 threads everywhere. side_by_side.py calls `rmsnorm_micro()`.
 """
@@ -34,7 +34,7 @@ class NormStack(torch.nn.Module):
 
     def norm(self, x):
         if self.xnnpack_form:
-            from elmexport.targets.executorch_xnnpack_form import rms_norm_for_xnnpack
+            from elmexport.targets.executorch.xnnpack_form import rms_norm_for_xnnpack
 
             return rms_norm_for_xnnpack(x, self.weight, EPS, self.mean_row)
         if self.fused:

@@ -181,7 +181,7 @@ def prompt_ids(cfg, random_weights: bool, n: int) -> list[int]:
 
 def runtime_env(target: str) -> dict:
     """Extra environment of a runtime's worker process (see the docstring: MKL threads nested in ExecuTorch's pool)."""
-    from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV
+    from elmexport.targets.executorch.runner import EXECUTORCH_PROCESS_ENV
 
     return EXECUTORCH_PROCESS_ENV if target == "executorch" else {}
 

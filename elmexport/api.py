@@ -202,7 +202,7 @@ def load(package: str | Path | Package) -> LoadedPackage:
 
 def _prepare_process_for(manifest: dict) -> None:
     """Thread settings a package's runtime needs, applied before torch (and with it MKL) is first imported."""
-    from .validation.executorch_runner import apply_executorch_process_env
+    from .targets.executorch.runner import apply_executorch_process_env
 
     if manifest.get("target") == "executorch" and not apply_executorch_process_env():
         import warnings

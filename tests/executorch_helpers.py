@@ -45,8 +45,8 @@ def export_args(**overrides):
 def simulated_8da4w(ir) -> torch.fx.GraphModule:
     """What the XNNPACK program computes, in PyTorch: the lowered graph run eagerly (torchao's dynamic int8
     activations, the IR's int4 codes) with blockwise scales rounded to bf16 as XNNPACK stores them."""
-    from elmexport.targets.executorch_lower import prepare_graph
-    from elmexport.targets.executorch_quant import linear_dynamic_int8_act
+    from elmexport.targets.executorch.lower import prepare_graph
+    from elmexport.targets.executorch.quant import linear_dynamic_int8_act
 
     gm, _ = prepare_graph(ir, "xnnpack")
     for node in gm.graph.nodes:

@@ -24,7 +24,7 @@ import pytest
 from elmexport.errors import ElmExportError
 from elmexport.manifest import integrity_problems, read_manifest
 from elmexport.validation.eager import EagerRunner
-from elmexport.validation.executorch_runner import EXECUTORCH_PROCESS_ENV, apply_executorch_process_env
+from elmexport.targets.executorch.runner import EXECUTORCH_PROCESS_ENV, apply_executorch_process_env
 from elmexport.validation.runners import open_package_runner
 
 from .executorch_helpers import (
@@ -118,7 +118,7 @@ def test_default_program_returns_the_last_position_only(fp32_package):
 def test_text_llm_runner_generates_from_package(fp32_package):
     """ExecuTorch's own C++ LLM runner loads model.pte + tokenizer.json and greedily generates our tokens."""
     out, _, compiled = fp32_package
-    from elmexport.validation.executorch_runner import load_kernel_libraries
+    from elmexport.targets.executorch.runner import load_kernel_libraries
 
     load_kernel_libraries()
     from executorch.extension.llm.runner import GenerationConfig, TextLLMRunner
@@ -264,7 +264,7 @@ def test_smollm2_8da4w_answers_paris(tmp_path):
     res = run_cli("generate", out, "--prompt", "What is the capital of France?", "--max-new-tokens", "16")
     assert res.returncode == 0 and "Paris" in res.stdout, res.stdout + res.stderr[-2000:]
 
-    from elmexport.validation.executorch_runner import load_kernel_libraries
+    from elmexport.targets.executorch.runner import load_kernel_libraries
 
     from elmexport.chat import render_chat
 

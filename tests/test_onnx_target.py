@@ -54,9 +54,9 @@ def test_explicit_cache_graph_matches_the_ir(family, quant):
     """onnx_form + skip norms + onnx_quant rewrite the IR without changing its numbers: prefill, a chunk with
     past, decode, and a rewind (stale buffer rows past the mask must not be read)."""
     import torch
-    from elmexport.targets.onnx_form import explicit_cache_form
-    from elmexport.targets.onnx_quant import lower_quantized_weights
-    from elmexport.targets.onnx_skip_norm import fuse_skip_norms
+    from elmexport.targets.onnx.form import explicit_cache_form
+    from elmexport.targets.onnx.quant import lower_quantized_weights
+    from elmexport.targets.onnx.skip_norm import fuse_skip_norms
 
     from elmexport.models.config import get_preset, llama_from_hf_dict
     from elmexport.models.transformer import Transformer, init_random_weights
@@ -84,7 +84,7 @@ def test_explicit_cache_graph_matches_the_ir(family, quant):
 
 def test_packing_round_trip_and_tied_table():
     import torch
-    from elmexport.targets.onnx_ops import gather_nbits, pack_codes, unpack_codes
+    from elmexport.targets.onnx.ops import gather_nbits, pack_codes, unpack_codes
 
     from elmexport.ir.quant_math import quantize_blockwise
 

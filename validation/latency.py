@@ -93,7 +93,7 @@ def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: i
     """
     cmd = [sys.executable, "-m", "elmexport.validation.latency", str(package_dir), "--prompt-tokens",
            str(prompt_tokens), "--decode-steps", str(decode_steps), "--rounds", str(rounds)]
-    from .executorch_runner import EXECUTORCH_PROCESS_ENV
+    from ..targets.executorch.runner import EXECUTORCH_PROCESS_ENV
 
     env = {**EXECUTORCH_PROCESS_ENV, **os.environ}  # no runtime measured here computes with PyTorch itself
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -10,8 +10,8 @@ from ..manifest import read_manifest
 
 RUNNERS = {
     "coreml": "elmexport.validation.coreml_runner",
-    "onnx": "elmexport.validation.onnx_runner",
-    "executorch": "elmexport.validation.executorch_runner",
+    "onnx": "elmexport.targets.onnx.runner",
+    "executorch": "elmexport.targets.executorch.runner",
 }
 
 

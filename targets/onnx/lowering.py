@@ -20,7 +20,7 @@ from onnx.defs import OpSchema
 from onnxscript import opset23 as op
 from onnxscript.values import Op, Opset
 
-from . import onnx_ops  # noqa: F401  (registers elm_onnx::)
+from . import ops  # noqa: F401  (registers elm_onnx::)
 
 OPSET = 23
 

@@ -1,18 +1,18 @@
 """ONNX target: `elmexport onnx` -> model.onnx (+ .data), genai_config.json, tokenizer.json, manifest.json.
 
 Lowering, in order (each step a file of its own):
-  onnx_form.py     IR with in-graph static KV cache -> GroupQueryAttention over past_key_values.%d / present.%d
+  form.py     IR with in-graph static KV cache -> GroupQueryAttention over past_key_values.%d / present.%d
                    buffers that onnxruntime(-genai) shares between past and present
-  onnx_skip_norm.py residual add + RMSNorm -> SkipSimplifiedLayerNormalization
-  onnx_last_logits.py (--logits last) the head reads the last position only
-  onnx_quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
-  onnx_lowering.py elm ops -> one ONNX node each (RMSNormalization, SkipSimplifiedLayerNormalization,
+  skip_norm.py residual add + RMSNorm -> SkipSimplifiedLayerNormalization
+  last_logits.py (--logits last) the head reads the last position only
+  quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
+  lowering.py elm ops -> one ONNX node each (RMSNormalization, SkipSimplifiedLayerNormalization,
                    GroupQueryAttention, MatMulNBits, GatherBlockQuantized)
-  onnx_export.py   torch.onnx dynamo export with dynamic sequence / total / KV-buffer lengths
-  onnx_genai.py    genai_config.json for onnxruntime-genai
+  to_onnx.py  torch.onnx dynamo export with dynamic sequence / total / KV-buffer lengths
+  genai.py    genai_config.json for onnxruntime-genai
 Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
 then single-token decode steps) against the IR; the error goes into the manifest. The rewritten PyTorch graph
-(onnx_form + onnx_quant) is checked against the IR by tests/test_onnx_target.py.
+(form + quant) is checked against the IR by tests/test_onnx_target.py.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ElmExportError
-from ..passes.quant_config import LINEAR_MODES
-from .options import TargetOptions, option
+from ...errors import ElmExportError
+from ...passes.quant_config import LINEAR_MODES
+from ..options import TargetOptions, option
 
 DESCRIPTION = "ONNX package for onnxruntime / onnxruntime-genai (int4/int8 as MatMulNBits, fused norms/attention)"
 MODEL_FILE = "model.onnx"
@@ -54,7 +54,7 @@ FOUR_BIT_PRESET = "int4"  # what the quickstart exports it with
 
 def check_quant(config) -> None:
     """MatMulNBits takes blocks of 16 or more, a power of two."""
-    from .onnx_quant import check_block_size
+    from .quant import check_block_size
 
     for q in [config.default, config.embedding, *(q for _, q in config.overrides)]:
         if q.mode != "none":
@@ -62,14 +62,14 @@ def check_quant(config) -> None:
 
 
 def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
-    from ..package import base_manifest, finish_manifest, write_package
-    from .onnx_export import export_onnx, io_specs, op_counts, save
-    from .onnx_form import explicit_cache_form
-    from .onnx_genai import write_genai_files
-    from .onnx_lowering import unsupported_ops
-    from .onnx_quant import lower_quantized_weights
-    from .onnx_last_logits import keep_last_logits
-    from .onnx_skip_norm import fuse_skip_norms
+    from ...package import base_manifest, finish_manifest, write_package
+    from .to_onnx import export_onnx, io_specs, op_counts, save
+    from .form import explicit_cache_form
+    from .genai import write_genai_files
+    from .lowering import unsupported_ops
+    from .quant import lower_quantized_weights
+    from .last_logits import keep_last_logits
+    from .skip_norm import fuse_skip_norms
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
     if ir.context < MIN_CONTEXT:
@@ -126,7 +126,7 @@ def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
 
 # ---------------------------------------------------------------------------------------------- checks
 def _check_stream(vocab: int, context: int) -> tuple[list[int], int]:
-    from ..passes.manager import check_tokens
+    from ...passes.manager import check_tokens
 
     n = min(12, context)
     return check_tokens(vocab, n), max(1, n - 4)  # prefill of n-4 tokens, then 4 single-token decode steps
@@ -140,9 +140,9 @@ def _ir_reference(ir, ids: list[int]) -> np.ndarray:
 
 
 def _check_onnxruntime(ir, model_path) -> dict:
-    from ..validation.metrics import step_metrics
-    from ..validation.onnx_runner import OnnxRunner
-    from ..validation.streams import teacher_forced
+    from ...validation.metrics import step_metrics
+    from .runner import OnnxRunner
+    from ...validation.streams import teacher_forced
 
     runner = OnnxRunner(model_path, ir.context)
     ids, prefill = _check_stream(ir.cfg.vocab_size, ir.context)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ElmExportError
-from ..ir.program import IRProgram
-from . import onnx_ops  # noqa: F401  (registers elm_onnx::)
+from ...errors import ElmExportError
+from ...ir.program import IRProgram
+from . import ops  # noqa: F401  (registers elm_onnx::)
 
 aten = torch.ops.aten
 _INDEX_PUT = {aten.index_put_.default, aten.index_put.default}

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
-from ..errors import ElmExportError
-from .onnx_form import ExplicitCacheModule
-from .onnx_lowering import OPSET, TRANSLATIONS
+from ...errors import ElmExportError
+from .form import ExplicitCacheModule
+from .lowering import OPSET, TRANSLATIONS
 
 
 def export_onnx(form: ExplicitCacheModule, log=None):

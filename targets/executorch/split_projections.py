@@ -14,7 +14,7 @@ import operator
 
 import torch
 
-from ..ir.ops import ELM_OPS
+from ...ir.ops import ELM_OPS
 
 aten = torch.ops.aten
 QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]

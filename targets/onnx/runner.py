@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 DEFAULT_THREADS = 2
 

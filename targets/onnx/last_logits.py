@@ -4,14 +4,14 @@ Before:  %logits = linear(%h, %table)                       # [1, T, vocab]: T x
 After:   %logits = linear(unsqueeze(select(%h, 1, -1), 1), %table)   # [1, 1, vocab], the 1 is static
 A generator only samples from the last position; onnxruntime-genai sees the static 1 and treats the model as
 "pruned" (it then reads the logits as they are). What it costs: teacher-forced scoring of a prompt (validation,
-speculative or n-gram decoding) needs one call per token, which validation/onnx_runner.py does by itself.
+speculative or n-gram decoding) needs one call per token, which targets/onnx/runner.py does by itself.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 aten = torch.ops.aten
 

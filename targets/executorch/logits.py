@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 
 def last_position(h: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ with its tokenizer.json as is.
 --delegate coreml: ExecuTorch's Core ML partitioner (iOS 18, caches as Core ML states). Exports on Linux; runs
   only on Apple platforms.
 
-Lowering steps: targets/executorch_lower.py. Quantization: targets/executorch_quant.py.
+Lowering steps: targets/executorch/lower.py. Quantization: targets/executorch/quant.py.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ElmExportError
-from ..package import base_manifest, finish_manifest, write_package
-from .options import TargetOptions, option
+from ...errors import ElmExportError
+from ...package import base_manifest, finish_manifest, write_package
+from ..options import TargetOptions, option
 
 DESCRIPTION = "export an ExecuTorch program (.pte: XNNPACK or Core ML delegate, KV cache inside, 8da4w)"
 DEFAULT_MAX_SEQ_LEN = 128
@@ -98,13 +98,13 @@ def constant_methods(compiled, max_seq_len: int, delegate: str) -> dict:
 
 
 def export(compiled, options: ExecuTorchOptions, out_dir: Path, log) -> dict:
-    from .executorch_lower import lower
+    from .lower import lower
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
     delegate = options.delegate
     max_seq_len = options.max_seq_len or min(DEFAULT_MAX_SEQ_LEN, ir.context)
     if delegate == "coreml":
-        from .executorch_coreml import COREML_MAX_SEQ_LEN
+        from .coreml_delegate import COREML_MAX_SEQ_LEN
 
         max_seq_len = COREML_MAX_SEQ_LEN
     if max_seq_len > ir.context:

@@ -1,6 +1,6 @@
 """Keep attention inputs token-major ([1, T, heads, hd]), the layout llama::update_cache and custom_sdpa read.
 
-Before (per layer, after executorch_attention.py and the XNNPACK form; q shown, k and v alike):
+Before (per layer, after attention.py and the XNNPACK form; q shown, k and v alike):
     %q  = view(linear(%x, %W_q), [1, -1, H, hd]) ; %qt = transpose(%q, 1, 2)           # [1, H, T, hd]
     %qn = rms_norm(%qt) (OpenELM) ; %qr = add(mul(%qn, %cos), mul(linear(%qn, %R), %sin))  # cos, sin: [T, hd]
     %o  = cached_attention(%qr, %kr, %vt, ...)       # transposes q, k, v back, and its output to [1, H, T, hd]
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from .executorch_attention import cached_attention, cached_attention_token_major
-from .executorch_xnnpack_form import rms_norm_for_xnnpack
+from .attention import cached_attention, cached_attention_token_major
+from .xnnpack_form import rms_norm_for_xnnpack
 
 aten = torch.ops.aten
 _LAST_AXIS_OPS = {rms_norm_for_xnnpack, aten.linear.default, aten.mul.Tensor, aten.add.Tensor}

@@ -13,7 +13,7 @@ import operator
 
 import torch
 
-from . import onnx_ops  # noqa: F401  (registers elm_onnx::)
+from . import ops  # noqa: F401  (registers elm_onnx::)
 
 aten = torch.ops.aten
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ElmExportError
-from .onnx_ops import pack_codes
+from ...errors import ElmExportError
+from .ops import pack_codes
 
 MAX_BLOCK = 128
 SUPPORTED_BITS = (4, 8)

@@ -27,7 +27,7 @@ def coreml_partitioner():
 
 def prepare_exported(ep):
     """Fold GQA on the static-shape export (the rewrite needs concrete T); returns (ep, folded count)."""
-    from .coreml_lowering import fold_gqa
+    from ..coreml_lowering import fold_gqa
 
     folded = fold_gqa(ep.graph_module)
     return ep.run_decompositions({}), folded

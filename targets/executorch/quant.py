@@ -24,7 +24,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from ..ir.ops import ELM_OPS
+from ...ir.ops import ELM_OPS
 
 QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
 QUANTIZED_EMBEDDING = ELM_OPS["quantized_embedding"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..ir.ops import ELM_OPS
+from ...ir.ops import ELM_OPS
 from .split_projections import constant_tensor, register_constant, split_fused_projections  # rewrite 1
 
 aten = torch.ops.aten

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 # Environment for a process that runs ExecuTorch programs beside PyTorch: llama::custom_sdpa calls the BLAS sgemm_,
 # which in a Python process resolves to PyTorch's MKL, and MKL would start OpenMP threads inside each thread of

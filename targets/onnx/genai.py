@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .onnx_form import ExplicitCacheModule
+from .form import ExplicitCacheModule
 
 
 def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 aten = torch.ops.aten
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default}
@@ -47,7 +47,7 @@ def cached_attention(q, k, v, k_cache, v_cache, start, scale: float):
 
 def cached_attention_token_major(q, k, v, k_cache, v_cache, start, scale: float):
     """The same on [1, T, heads, hd] inputs, returning [1, T, Hq, hd]: the layout the custom ops read, which
-    executorch_token_major.py leaves when the projections feed attention without transposes."""
+    token_major.py leaves when the projections feed attention without transposes."""
     torch.ops.llama.update_cache(k.contiguous(), k_cache, start)
     torch.ops.llama.update_cache(v.contiguous(), v_cache, start)
     return torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)

@@ -1,6 +1,6 @@
 """`elm_onnx::` ops: the IR ops in the exact form onnxruntime runs them, each with a reference PyTorch kernel.
 
-Why a second small op library: the ONNX target rewrites the IR (targets/onnx_form.py, targets/onnx_quant.py)
+Why a second small op library: the ONNX target rewrites the IR (targets/onnx/form.py, targets/onnx/quant.py)
 into a graph whose ops map one-to-one onto onnxruntime kernels, and keeps it runnable in PyTorch. The rewritten
 graph is therefore checked against the IR *before* ONNX export; what remains between it and onnxruntime is only
 the kernels' arithmetic.

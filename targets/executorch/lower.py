@@ -2,11 +2,11 @@
 
     IR gm (ATen + elm ops, KV caches [1, n_kv_i, context, hd])
       | copy (shares the IR's weights; the IR itself is left untouched for validation)
-      | executorch_attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
-      | executorch_logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
-      | executorch_xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
-      | executorch_token_major.use_token_major_attention (xnnpack: q/k/v stay [1, T, H, hd], no transposes)
-      | executorch_quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
+      | attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
+      | logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
+      | xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
+      | token_major.use_token_major_attention (xnnpack: q/k/v stay [1, T, H, hd], no transposes)
+      | quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
       | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
       v
     torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, 1 or T, vocab], T dynamic in
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 import torch
 from torch.export import Dim
 
-from ..errors import ElmExportError
-from ..ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
-from .executorch_attention import load_custom_ops, use_custom_sdpa
-from .executorch_logits import keep_last_position
-from .executorch_quant import describe_weights, lower_quantized_weights
-from .executorch_token_major import use_token_major_attention
-from .executorch_xnnpack_form import to_xnnpack_form
+from ...errors import ElmExportError
+from ...ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
+from .attention import load_custom_ops, use_custom_sdpa
+from .logits import keep_last_position
+from .quant import describe_weights, lower_quantized_weights
+from .token_major import use_token_major_attention
+from .xnnpack_form import to_xnnpack_form
 
 DELEGATES = ("xnnpack", "coreml")
 # ops that must never be left to portable kernels: a linear outside the delegate is a silent 10-100x slowdown
@@ -99,7 +99,7 @@ def partitioners(delegate: str) -> list:
 
         return [XnnpackPartitioner()]
     if delegate == "coreml":
-        from .executorch_coreml import coreml_partitioner
+        from .coreml_delegate import coreml_partitioner
 
         return [coreml_partitioner()]
     raise ElmExportError(f"--delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
@@ -121,7 +121,7 @@ def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None,
               if n.endswith(("k_cache", "v_cache"))]
     ep = export_program(gm, max_seq_len)
     if delegate == "coreml":
-        from .executorch_coreml import prepare_exported
+        from .coreml_delegate import prepare_exported
 
         ep, rewrites["gqa_folded"] = prepare_exported(ep)
     exported = Counter(_op_name(n.target) for n in ep.graph.nodes if n.op == "call_function")

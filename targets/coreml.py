@@ -94,7 +94,7 @@ def op_counts(pkg: Path) -> dict[str, dict[str, int]]:
     from collections import Counter
 
     out = {}
-    for name, fn in read_spec(pkg).mlProgram.functions.items():
+    for name, fn in sorted(read_spec(pkg).mlProgram.functions.items()):  # map order varies between parses
         counts = Counter()
         for block in fn.block_specializations.values():
             counts.update(op.type for op in block.operations)
@@ -125,6 +125,7 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
                 f"{separate / 2**20:.1f} MiB): weights stored once")
             metadata = _user_metadata(compiled, chunk)
             _set_metadata(ct, pkg, metadata)
+            _stabilise_item_identifiers(pkg)
             states = [{"name": n.replace(".", "_"), "shape": list(ir.gm.get_buffer(n).shape), "dtype": "float16"}
                       for n in ir.cache_names()]
             manifest = base_manifest(
@@ -167,7 +168,32 @@ def _set_metadata(ct, pkg: Path, metadata: dict[str, str]) -> None:
     spec = read_spec(pkg)
     for k, v in metadata.items():
         spec.description.metadata.userDefined[k] = v
-    spec_path.write_bytes(spec.SerializeToString())
+    # Protobuf writes map fields (function table, block specialisations, user metadata) in hash order, which
+    # changes from run to run; deterministic serialisation sorts map keys, so identical exports give identical bytes.
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
+def _stabilise_item_identifiers(pkg: Path) -> None:
+    """Give the package's Manifest.json item identifiers derived from each item's path instead of random UUIDs.
+
+    coremltools names every item of an .mlpackage (the model spec, the weights folder) with a fresh uuid4, so two
+    identical exports differ in Manifest.json. The identifiers only have to be unique within the package; a UUID
+    made from the sha256 of the item's path is, and is the same every time. Upper-case, as Xcode writes them.
+    """
+    import hashlib
+    import json
+    import uuid
+
+    from ..strict_json import dumps
+
+    manifest_path = pkg / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    renamed = {old: str(uuid.UUID(bytes=hashlib.sha256(item["path"].encode()).digest()[:16], version=4)).upper()
+               for old, item in manifest["itemInfoEntries"].items()}
+    # Entries come out in the order of the random identifiers they had; sorted by the new ones they are stable.
+    manifest["itemInfoEntries"] = dict(sorted((renamed[old], item) for old, item in manifest["itemInfoEntries"].items()))
+    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(dumps(manifest, indent=4) + "\n")
 
 
 def _dir_size(path: Path) -> int:

@@ -55,7 +55,7 @@ def run(args) -> int:
         raise ElmExportError(f"the package's context ({manifest['context_length']}) is shorter than the {need} "
                              f"tokens the check needs; lower --prefill-tokens/--decode-steps/--greedy-tokens")
 
-    from .validation.mil.coreml import coreml_runtime_available
+    from .targets.coreml.mil.coreml import coreml_runtime_available
 
     if not coreml_runtime_available():
         print(f"device-check would run {package / manifest['model_file']} with real Core ML (coremltools predict, "
@@ -70,9 +70,9 @@ def _check_on_macos(package: Path, manifest: dict, args, need: int) -> int:  # p
     import coremltools as ct
 
     from .tokenizer import read_tokenizer_json
-    from .validation.coreml_runner import CoreMLPackageRunner
+    from .targets.coreml.runner import CoreMLPackageRunner
     from .validation.metrics import greedy_match, step_metrics, summarize
-    from .validation.mil.coreml import CoreMLRunner, open_coreml_runner
+    from .targets.coreml.mil.coreml import CoreMLRunner, open_coreml_runner
     from .validation.perplexity import DEFAULT_TEXT
     from .validation.streams import greedy, teacher_forced_steps
 

@@ -14,7 +14,7 @@ import pytest
 
 from elmexport.manifest import read_manifest
 from elmexport.pipeline import build_ir
-from elmexport.validation.coreml_runner import open_runner
+from elmexport.targets.coreml.runner import open_runner
 from elmexport.weights.spec import ModelSpec
 
 CONTEXT, CHUNK = 64, 16

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from elmexport.validation.mil import (
+from elmexport.targets.coreml.mil import (
     OPS,
     MILInputError,
     MILPackageError,
@@ -355,7 +355,7 @@ def test_blob_reader_agrees_with_coremltools(compressed):
     from coremltools.libmilstoragepython import _BlobStorageReader
     from coremltools.proto import Model_pb2
 
-    from elmexport.validation.mil.blob import BlobFile
+    from elmexport.targets.coreml.mil.blob import BlobFile
 
     readers = {10: "read_fp16_data", 11: "read_float_data", 35: "read_uint4_data", 25: "read_int4_data",
                36: "read_uint2_data", 37: "read_uint1_data"}

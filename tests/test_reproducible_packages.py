@@ -56,7 +56,7 @@ def test_no_file_names_the_folder_it_was_written_in(twice):
     """Writers build packages in temporary folders; neither that nor the output's absolute path may leak in."""
     target, first, second = twice
     for package in (first, second):
-        needles = [str(package).encode(), str(package.parent).encode(), b"elm-coreml-", b"/tmp/"]
+        needles = [str(package).encode(), str(package.parent).encode(), b"elm-coreml-", b".elmexport-tmp-", b"/tmp/"]
         for path in package.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()

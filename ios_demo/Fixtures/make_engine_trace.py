@@ -4,7 +4,7 @@
 Why: Core ML does not exist on Linux, yet the engine's control flow (chunking, padding, positions, the choice of
 the prefill or decode function, the shared state, rewinding, reusing the KV cache across chat turns) is what goes
 wrong on a device. This script runs a real package exported by `elmexport coreml` through the project's own
-host runtime for it (validation/coreml_runner.py over the MIL interpreter, the same path `elmexport generate
+host runtime for it (targets/coreml/runner.py over the MIL interpreter, the same path `elmexport generate
 PACKAGE` takes) and writes down each call: function name, `input_ids`, `input_pos`, whether the state was fresh,
 and the logits row the caller uses (top-k ids and values, plus the arg-max). The Swift replay backend answers the
 engine's calls from this file and fails on any call that differs, so `swift test` shows the engine drives the

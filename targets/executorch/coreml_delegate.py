@@ -2,10 +2,10 @@
 
 The program keeps the IR's attention form (index_put_ cache writes + SDPA over the whole cache); the Core ML
 delegate takes the KV-cache buffers over as Core ML states (`take_over_mutable_buffer`, iOS 18). Two choices
-follow from what Core ML handles (see targets/coreml.py, which meets the same limits):
+follow from what Core ML handles (see targets/coreml/__init__.py, which meets the same limits):
 - forward has a static T = 1 (decode; runners then prefill token by token: `enable_dynamic_shape` is false).
   Core ML states with flexible input shapes are unreliable (coremltools #2537).
-- GQA is folded into the sequence axis with targets/coreml_lowering.fold_gqa, because coremltools ignores
+- GQA is folded into the sequence axis with targets/coreml/lowering.fold_gqa, because coremltools ignores
   SDPA's enable_gqa.
 elm.rms_norm is decomposed by its fp16-safe reference kernel (the delegate computes in fp16).
 """
@@ -27,7 +27,7 @@ def coreml_partitioner():
 
 def prepare_exported(ep):
     """Fold GQA on the static-shape export (the rewrite needs concrete T); returns (ep, folded count)."""
-    from ..coreml_lowering import fold_gqa
+    from ..coreml.lowering import fold_gqa
 
     folded = fold_gqa(ep.graph_module)
     return ep.run_decompositions({}), folded

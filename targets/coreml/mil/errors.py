@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class MILError(Exception):
-    """Base class of every error raised by ``elmexport.validation.mil``."""
+    """Base class of every error raised by ``elmexport.targets.coreml.mil``."""
 
 
 class MILPackageError(MILError):

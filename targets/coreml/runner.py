@@ -1,6 +1,6 @@
-"""Runner for Core ML packages: real Core ML on macOS, the MIL interpreter (validation/mil) everywhere else.
+"""Runner for Core ML packages: real Core ML on macOS, the MIL interpreter (targets/coreml/mil) everywhere else.
 
-The package contract (targets/coreml.py): `prefill` takes exactly `prefill_chunk` tokens at contiguous positions,
+The package contract (targets/coreml/__init__.py): `prefill` takes exactly `prefill_chunk` tokens at contiguous positions,
 `decode` takes one; both update the shared KV-cache states. A prompt is fed in chunks, the last one padded with
 token 0 at the following positions: the padded positions are written to the cache but every later query masks
 them out (attention reads positions <= its own), and decode overwrites them as it reaches them. Near the end of the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ElmExportError
+from ...errors import ElmExportError
 
 
 class CoreMLPackageRunner:

@@ -6,7 +6,7 @@
 Both functions read and write the same per-layer KV-cache states (`layers_{i}_attn_{k,v}_cache`, fp16,
 [1, n_kv_i, context, head_dim]: per-layer shapes, so no memory is spent padding OpenELM's narrow early layers),
 updated in place with slice_update; attention is the fused scaled_dot_product_attention op. Weights are shared
-between the functions and stored once. elm:: ops are lowered by targets/coreml_lowering.py.
+between the functions and stored once. elm:: ops are lowered by targets/coreml/lowering.py.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ElmExportError
-from ..passes.quant_config import LINEAR_MODES, PALETTE_MODES
-from .options import TargetOptions, option
-from ..package import base_manifest, finish_manifest, write_package
+from ...errors import ElmExportError
+from ...passes.quant_config import LINEAR_MODES, PALETTE_MODES
+from ..options import TargetOptions, option
+from ...package import base_manifest, finish_manifest, write_package
 
 DESCRIPTION = "export a stateful multifunction Core ML package (.mlpackage, iOS 18, fp16)"
 DEFAULT_CHUNK = 64
@@ -57,7 +57,7 @@ def import_coremltools():
 
 def convert_entry(ir, entry: str, chunk: int | None, log):
     """torch.export the entry from the IR, rewrite for Core ML, convert to an fp16 ML Program."""
-    from .coreml_lowering import fold_gqa, register_lowerings, reset_shared_weights
+    from .lowering import fold_gqa, register_lowerings, reset_shared_weights
 
     ct = import_coremltools()
     register_lowerings()
@@ -184,7 +184,7 @@ def _stabilise_item_identifiers(pkg: Path) -> None:
     import json
     import uuid
 
-    from ..strict_json import dumps
+    from ...strict_json import dumps
 
     manifest_path = pkg / "Manifest.json"
     manifest = json.loads(manifest_path.read_text())

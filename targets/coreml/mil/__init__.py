@@ -1,6 +1,6 @@
 """Run saved Core ML ML Programs (``.mlpackage``) in numpy, so Core ML exports can be validated off macOS.
 
-    from elmexport.validation.mil import MILProgramRunner
+    from elmexport.targets.coreml.mil import MILProgramRunner
     runner = MILProgramRunner("model.mlpackage")          # default function ("main")
     state = runner.make_state()                           # {state name: zeros}, shared by all functions
     out = runner.predict({"input_ids": ids}, state=state, function_name="prefill")

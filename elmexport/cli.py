@@ -6,11 +6,10 @@ Every user-facing failure is an ElmExportError, printed as one line (`error: ...
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, strict_json
 from .arg_types import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
                         probability)
 from .errors import ElmExportError
@@ -153,7 +152,7 @@ def _cmd_info(args) -> int:
 
     summary = architecture_summary(cfg, args.context)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(strict_json.dumps(summary))
     else:
         print_summary(summary)
     return 0

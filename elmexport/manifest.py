@@ -23,7 +23,6 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ElmExportError
 
-KNOWN_TARGETS = ("coreml", "onnx", "executorch")
 MANIFEST = "manifest.json"
 # what `validate` writes into the package by default; everything else in a package must be in its checksums
 VALIDATION_OUTPUT = "validation"
@@ -118,8 +117,10 @@ def check_manifest(manifest, where: str) -> dict:
         if key not in manifest:
             raise ManifestError(f"{where}: manifest lacks {key!r}; re-export the package")
     target = manifest["target"]
-    if not isinstance(target, str) or target not in KNOWN_TARGETS:
-        raise ManifestError(f"{where}: unknown target {json.dumps(target)[:40]} (known: {', '.join(KNOWN_TARGETS)}); "
+    from .targets.registry import TARGETS
+
+    if not isinstance(target, str) or target not in TARGETS:
+        raise ManifestError(f"{where}: unknown target {json.dumps(target)[:40]} (known: {', '.join(TARGETS)}); "
                             f"re-export the package")
     context = manifest["context_length"]
     if not _is_int(context) or context <= 0:

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import strict_json
 from .runner import last_logits
 
 
@@ -115,7 +116,8 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    print(json.dumps(measure_package(a.package, a.prompt_tokens, a.decode_steps, a.rounds)))
+    print(strict_json.dumps(measure_package(a.package, a.prompt_tokens, a.decode_steps, a.rounds), nonfinite="null",
+                            indent=None))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .. import strict_json
 from ..errors import WeightsError
 from ..raw_fields import first_line
 
@@ -61,8 +62,6 @@ def smollm2_hf_dir(log=print) -> Path:
     Why: parsing the GGUF's 49k-token vocabulary and dequantizing Q4_1 takes ~15 s on every load; the converted
     directory loads in about a second through the ordinary safetensors path.
     """
-    import json
-
     from safetensors.torch import save_file
 
     from ..tokenizer import tokenizer_from_gguf
@@ -89,7 +88,7 @@ def smollm2_hf_dir(log=print) -> Path:
         "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_ids[0], "torch_dtype": "float32",
         "converted_from": GGUF_MEMBER.split("/")[-1],
     }
-    (partial / "config.json").write_text(json.dumps(config, indent=2))
+    (partial / "config.json").write_text(strict_json.dumps(config))
     save_file({name: gguf.read(name) for name in sorted(gguf.names())}, str(partial / "model.safetensors"))
     tokenizer_from_gguf(gguf).save(str(partial / "tokenizer.json"))
     if target.exists():

@@ -9,9 +9,9 @@ axis of each `past_key_values.%d.key` input; `num_key_value_heads` here is layer
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ... import strict_json
 from .form import ExplicitCacheModule
 
 
@@ -68,9 +68,9 @@ def tokenizer_config(cfg, tokenizer) -> dict:
 
 
 def write_genai_files(out_dir: Path, cfg, form: ExplicitCacheModule, filename: str, tokenizer) -> list[str]:
-    (out_dir / "genai_config.json").write_text(json.dumps(genai_config(cfg, form, filename), indent=2))
+    (out_dir / "genai_config.json").write_text(strict_json.dumps(genai_config(cfg, form, filename)))
     written = ["genai_config.json"]
     if tokenizer is not None:
-        (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(cfg, tokenizer), indent=2))
+        (out_dir / "tokenizer_config.json").write_text(strict_json.dumps(tokenizer_config(cfg, tokenizer)))
         written.append("tokenizer_config.json")
     return written

@@ -68,6 +68,7 @@ def save(program, path: Path) -> list[str]:
     """Write model.onnx + model.onnx.data; returns the file names written."""
     program.save(str(path), external_data=True)
     drop_unused_norm_statistics(path)
+    strip_exporter_metadata(path)
     return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name))
 
 
@@ -95,3 +96,27 @@ def drop_unused_norm_statistics(path: Path) -> int:
         model.graph.value_info.extend(kept)
         onnx.save(model, str(path))
     return len(dropped)
+
+
+def strip_exporter_metadata(path: Path) -> int:
+    """Drop the exporter's debugging annotations (per-node FX node text, class hierarchy, stack traces with source
+    file paths, the ExportedProgram's signature) from the graph file; returns how many were dropped.
+
+    No runtime reads them, and they name where elmexport's own source files sit on the exporting machine, so two
+    identical exports from different checkouts would differ and every package would carry a local path.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dropped = len(model.graph.metadata_props) + sum(len(n.metadata_props) for n in model.graph.node)
+    del model.graph.metadata_props[:]
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    for function in model.functions:
+        for node in function.node:
+            dropped += len(node.metadata_props)
+            del node.metadata_props[:]
+    if dropped:
+        onnx.save(model, str(path))
+    return dropped
+

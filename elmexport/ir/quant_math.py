@@ -21,7 +21,7 @@ def quantize_blockwise(w: torch.Tensor, bits: int, block_size: int,
     onnxruntime's own blockwise quantizer reaches (its builder's package: 30.99). Negative scales are plain
     arithmetic for the IR kernels, Core ML's constexpr ops and MatMulNBits. XNNPACK refuses negative scales
     (ExecuTorch then cannot load the program), and with positive scales its groupwise int4 kernels did not reproduce
-    programs that use the -8 code (2.5e-3 vs the <= 1e-4 they match otherwise, tests/test_executorch_target.py), so
+    programs that use the -8 code (2.5e-3 vs the <= 1e-4 they match otherwise, tests/targets/executorch/test_executorch_target.py), so
     `positive_scales` keeps the former grid for ExecuTorch: scale = max |w| / (2^(b-1)-1), q in [-7, 7].
     """
     out_f, in_f = w.shape

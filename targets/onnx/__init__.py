@@ -12,7 +12,7 @@ Lowering, in order (each step a file of its own):
   genai.py    genai_config.json for onnxruntime-genai
 Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
 then single-token decode steps) against the IR; the error goes into the manifest. The rewritten PyTorch graph
-(form + quant) is checked against the IR by tests/test_onnx_target.py.
+(form + quant) is checked against the IR by tests/targets/onnx/test_onnx_target.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from elmexport.passes.cleanup import Cleanup
 from elmexport.passes.fuse_rmsnorm import FuseRMSNorm
 from elmexport.passes.manager import PassManager
 
-from .checkpoints import TINY_LLAMA_CONFIG
+from ..checkpoints import TINY_LLAMA_CONFIG
 
 
 def _count(ir, target="elm.rms_norm.default"):

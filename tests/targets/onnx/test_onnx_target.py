@@ -23,7 +23,7 @@ from elmexport.validation.runners import open_package_runner
 from elmexport.errors import ElmExportError
 from elmexport.manifest import integrity_problems, read_manifest
 
-from .checkpoints import TINY_LLAMA_CONFIG
+from ...checkpoints import TINY_LLAMA_CONFIG
 from .onnx_helpers import compile_module, export_tiny, prefill_then_decode, token_stream
 
 PREFILL, DECODE = 8, 8

@@ -1,4 +1,4 @@
-"""Tiny torch models and a torch.export -> coremltools conversion helper for tests/test_mil_interpreter.py.
+"""Tiny torch models and a torch.export -> coremltools conversion helper for tests/mil/test_mil_interpreter.py.
 
 The models are small on purpose (each converts in a few seconds) but use the same constructs a real LLM export
 does: embeddings, RMSNorm/LayerNorm, RoPE, grouped-query attention through SDPA with bool or float masks,

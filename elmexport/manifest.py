@@ -218,10 +218,15 @@ def _digest_regular_file(root: Path, key: str) -> tuple[str | None, str | None]:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped between lstat and open
             return None, "not a regular file"
-        h = hashlib.sha256()
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest(), None
+        return stream_sha256(f), None
+
+
+def stream_sha256(f) -> str:
+    """sha256 of an open binary file, read in chunks (packages hold files of gigabytes)."""
+    h = hashlib.sha256()
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
 
 
 def _present_entries(root: Path) -> tuple[set[str], list[str]]:

@@ -9,7 +9,6 @@ one, never a mixture, and never touches anything the tool did not write.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
 from importlib import metadata
@@ -18,6 +17,7 @@ from pathlib import Path
 from . import strict_json
 from .atomic_dir import locked, new_temp_sibling, remove_tree, swap_in
 from .destination import check_destination
+from .manifest import stream_sha256
 
 FORMAT_VERSION = 1
 _TOOLS = ("elmexport", "torch", "coremltools", "onnx", "onnxruntime", "onnxscript", "executorch", "torchao")
@@ -34,11 +34,8 @@ def tool_versions() -> dict[str, str]:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+        return stream_sha256(f)
 
 
 def checksums(root: Path) -> dict[str, str]:

@@ -20,7 +20,6 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from ..arg_types import OneLineParser
 from ..errors import ElmExportError
 
 
@@ -69,10 +68,6 @@ class TargetOptions:
                                  f"known: {', '.join(known) or 'none'}")
         return cls(**kwargs)
 
-    @classmethod
-    def defaults(cls):
-        return cls()
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -102,10 +97,3 @@ def _check_value(f: dataclasses.Field, hint, value) -> None:
         raise ElmExportError(f"{name} {value!r}: choose one of {shown}")
     if minimum is not None and value < minimum:
         raise ElmExportError(f"{name} {value}: must be at least {minimum}")
-
-
-def options_parser(cls: type[TargetOptions], prog: str) -> argparse.ArgumentParser:
-    """A parser with just the target's flags (what `--help` of the target shows under its own heading)."""
-    parser = OneLineParser(prog=prog, add_help=False)
-    cls.add_flags(parser, prog)
-    return parser

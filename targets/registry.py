@@ -76,9 +76,3 @@ def target_entry(name: str) -> Target:
         raise ElmExportError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
     module = target_module(name)
     return Target(name, module, module.DESCRIPTION, module.OPTIONS)
-
-
-def target_quant(module, quant):
-    """`target_entry(name).quant_config(quant)` for callers holding the module."""
-    name = next(n for n in TARGETS if target_module(n) is module)
-    return target_entry(name).quant_config(quant)

@@ -156,11 +156,10 @@ def test_8da4w_matches_its_reference_and_the_ir(int4_package):
     from elmexport.pipeline import build_ir
     from elmexport.weights.spec import ModelSpec
 
-    from elmexport.targets import executorch
-    from elmexport.targets.registry import target_quant
+    from elmexport.targets.registry import target_entry
 
     compiled = build_ir(ModelSpec(model="openelm-tiny", random_weights=True, context=CONTEXT, tokenizer_mode="skip"),
-                        target_quant(executorch, "8da4w"), log=lambda *a: None)
+                        target_entry("executorch").quant_config("8da4w"), log=lambda *a: None)
     tokens = [t % 32000 for t in TOKENS]
     pte = teacher_forced(open_package_runner(out), tokens, PREFILL)
     ref = teacher_forced(GraphRunner(simulated_8da4w(compiled.ir), CONTEXT), tokens, PREFILL)

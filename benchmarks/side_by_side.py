@@ -1,8 +1,8 @@
 """Side-by-side speed of every runtime on one model, in one run, against the memory-bandwidth bound.
 
-    # OpenELM-270M, random weights: eager vs our ONNX and ExecuTorch packages (issue 7's table)
+    # OpenELM-270M, random weights: eager vs our ONNX and ExecuTorch packages
     python benchmarks/side_by_side.py --size 270M
-    # SmolLM2-135M-Instruct, real weights, with the peers' own exporters (issue 9's table)
+    # SmolLM2-135M-Instruct, real weights, with the peers' own exporters
     python benchmarks/side_by_side.py --model smollm2-135m-instruct \\
         --configs eager,peer-a,onnx:int4,onnx:none,peer-b,executorch:8da4w,executorch:none
 
@@ -188,7 +188,7 @@ def runtime_env(target: str) -> dict:
 
 def config_target(name: str) -> str:
     """The runtime a configuration runs in: eager, onnx or executorch."""
-    return PEERS[name][0] if name in PEERS else name.split(":")[0]
+    return PEERS[name][0] if name in PEERS else name.split("@")[0].split(":")[0]
 
 
 def run_worker(spec: dict) -> dict:
@@ -234,7 +234,9 @@ def main() -> None:
     who.add_argument("--size", help="OpenELM size with random weights (default 270M)")
     who.add_argument("--model", help="a preset with real weights, e.g. smollm2-135m-instruct")
     ap.add_argument("--configs", default="eager,onnx:none,onnx:int4,executorch:none,executorch:8da4w",
-                    help="comma list: eager, onnx:QUANT, executorch:QUANT, peer-a, peer-b")
+                    help="comma list: eager, onnx:QUANT, executorch:QUANT, peer-a, peer-b; a config of ours may end "
+                         "in @LABEL (onnx:int4@before): its package lives in TARGET-QUANT@LABEL under --out, so two "
+                         "builds of the same config (two commits) run in one interleaved table")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=128)
@@ -262,8 +264,9 @@ def main() -> None:
                 raise SystemExit(f"{name} builds SmolLM2 only: pass --model smollm2-135m-instruct")
             info[name] = dict(build_peer(name, out / name), quant=PEERS[name][1], bytes_per_weight=BLOCKS_OF_32)
         else:
-            target, quant = name.split(":")
-            info[name] = dict(export_package(target, quant, model_args, out / f"{target}-{quant}"), quant=quant,
+            target, quant = name.split("@")[0].split(":")
+            folder = f"{target}-{quant}" + (f"@{name.split('@')[1]}" if "@" in name else "")
+            info[name] = dict(export_package(target, quant, model_args, out / folder), quant=quant,
                               bytes_per_weight=BYTES_PER_WEIGHT[quant])
 
     prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)

@@ -1,4 +1,4 @@
-"""The ONNX target (issue 5): numbers against eager and IR, graph structure, onnxruntime-genai, CLI and errors.
+"""The ONNX target: numbers against eager and IR, graph structure, onnxruntime-genai, CLI and errors.
 
 Bounds asserted and why:
 - fp32 package vs the eager model, prefill 8 + 8 decode steps: <= 1e-4 (measured ~2e-6; only kernel summation

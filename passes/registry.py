@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import ElmExportError
 from .cleanup import Cleanup
+from .fuse_attention import FuseAttention
 from .fuse_rmsnorm import FuseRMSNorm
 from .palettize import Palettize
 from .quant_config import QuantConfig
@@ -12,13 +13,14 @@ from .quantize_linear import QuantizeLinear
 PASSES = {
     "cleanup": lambda q: Cleanup(),
     "fuse_rmsnorm": lambda q: FuseRMSNorm(),
+    "fuse_attention": lambda q: FuseAttention(),
     "quantize_linear": lambda q: QuantizeLinear(q),
     "palettize": lambda q: Palettize(q),
 }
 
 
 def default_pass_names(quant: QuantConfig) -> list[str]:
-    names = ["cleanup", "fuse_rmsnorm"]
+    names = ["cleanup", "fuse_rmsnorm", "fuse_attention"]
     modes = {quant.default.kind, quant.embedding.kind} | {q.kind for _, q in quant.overrides}
     if "linear" in modes:
         names.append("quantize_linear")

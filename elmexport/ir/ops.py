@@ -118,6 +118,69 @@ def _(lut, indices, ids, group_size, nbits):
     return lut.new_empty((*ids.shape, indices.shape[1]), dtype=torch.float32)
 
 
+# ------------------------------------------------------------------------------------- attention over a cache
+def split_heads(qkv: Tensor, n_q: int, n_kv: int, head_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The fused projection [B, T, (n_q + 2 n_kv) hd] (rows: q heads, k heads, v heads) -> q, k, v [B, H, T, hd]."""
+    B, T, _ = qkv.shape
+    heads = qkv.view(B, T, n_q + 2 * n_kv, head_dim).transpose(1, 2)
+    q, k, v = heads.split([n_q, n_kv, n_kv], dim=1)
+    return q, k, v
+
+
+def rotate_half_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """NeoX (rotate-half) RoPE: x [B, H, T, hd], cos/sin [T, hd] (the model's tables at the fed positions)."""
+    from ..models.transformer import apply_rope  # the model's own formula: the kernel cannot drift from it
+
+    return apply_rope(x, cos, sin)
+
+
+def normed_rotated_qkv(qkv, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv, norm_eps, head_dim):
+    """q, k after the optional per-head RMSNorm and RoPE, and v: everything attention does before the cache."""
+    q, k, v = split_heads(qkv, n_q, n_kv, head_dim)
+    if q_norm_weight is not None:
+        q, k = rms_norm_kernel(q, q_norm_weight, norm_eps), rms_norm_kernel(k, k_norm_weight, norm_eps)
+    return rotate_half_rope(q, cos, sin), rotate_half_rope(k, cos, sin), v
+
+
+def causal_cache_mask(input_pos: Tensor, context: int) -> Tensor:
+    """[T, context] bool, True = attend: a token at position p sees cache slots 0..p (the model's mask)."""
+    return torch.arange(context, device=input_pos.device).unsqueeze(0) <= input_pos.unsqueeze(1)
+
+
+@torch.library.custom_op("elm::attention", mutates_args=("k_cache", "v_cache"))
+def attention(qkv: Tensor, k_cache: Tensor, v_cache: Tensor, input_pos: Tensor, cos: Tensor, sin: Tensor,
+              q_norm_weight: Tensor | None, k_norm_weight: Tensor | None, n_q: int, n_kv: int, norm_eps: float,
+              scale: float) -> Tensor:
+    """One layer's attention from its fused qkv projection to the input of its output projection.
+
+    qkv [1, T, (n_q + 2 n_kv) hd] -> per-head q/k RMSNorm when the weights are given (OpenELM) -> rotate-half RoPE
+    with cos/sin [T, hd] (the tables at input_pos) -> k, v written into the caches [1, n_kv, context, hd] at
+    input_pos (in place: the caches are the op's mutated arguments) -> attention of q over the whole cache with
+    the causal cache mask (slot s is seen from position p iff s <= p), n_q / n_kv query heads per KV head ->
+    [1, T, n_q hd]. Positions are contiguous (start .. start + T - 1), which every lowering relies on.
+    """
+    return attention_kernel(qkv, k_cache, v_cache, input_pos, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv,
+                            norm_eps, scale)
+
+
+def attention_kernel(qkv, k_cache, v_cache, input_pos, cos, sin, q_norm_weight, k_norm_weight, n_q: int, n_kv: int,
+                     norm_eps: float, scale: float):
+    head_dim = k_cache.shape[-1]
+    q, k, v = normed_rotated_qkv(qkv, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv, norm_eps, head_dim)
+    k_cache[:, :, input_pos] = k
+    v_cache[:, :, input_pos] = v
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k_cache, v_cache, attn_mask=causal_cache_mask(input_pos, k_cache.shape[2]), scale=scale,
+        enable_gqa=n_q != n_kv)
+    B, _, T, _ = q.shape
+    return out.transpose(1, 2).reshape(B, T, n_q * head_dim)
+
+
+@attention.register_fake
+def _(qkv, k_cache, v_cache, input_pos, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv, norm_eps, scale):
+    return qkv.new_empty((*qkv.shape[:-1], n_q * k_cache.shape[-1]))
+
+
 # Each op's body is its kernel, defined once above: the custom op runs it in the IR, and back ends without a native
 # form trace the same function into ATen (decompose.py), so the two can never disagree.
 ELM_OPS = {
@@ -126,6 +189,7 @@ ELM_OPS = {
     "quantized_embedding": torch.ops.elm.quantized_embedding.default,
     "palettized_linear": torch.ops.elm.palettized_linear.default,
     "palettized_embedding": torch.ops.elm.palettized_embedding.default,
+    "attention": torch.ops.elm.attention.default,
 }
 
 REFERENCE_KERNELS = {
@@ -134,4 +198,5 @@ REFERENCE_KERNELS = {
     ELM_OPS["quantized_embedding"]: quantized_embedding_kernel,
     ELM_OPS["palettized_linear"]: palettized_linear_kernel,
     ELM_OPS["palettized_embedding"]: palettized_embedding_kernel,
+    ELM_OPS["attention"]: attention_kernel,
 }

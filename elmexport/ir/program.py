@@ -82,8 +82,11 @@ class IRProgram:
         return IRRunner(self, name)
 
     # ---- entries for targets ----
-    def export(self, entry: str, chunk: int | None = None) -> torch.export.ExportedProgram:
-        """prefill: T dynamic in [1, context] (or a fixed chunk); decode: T = 1. Both update the KV caches."""
+    def export(self, entry: str, chunk: int | None = None,
+               gm: torch.fx.GraphModule | None = None) -> torch.export.ExportedProgram:
+        """prefill: T dynamic in [1, context] (or a fixed chunk); decode: T = 1. Both update the KV caches.
+
+        `gm` is a target's lowered copy of the IR graph (same inputs and caches); default the IR graph itself."""
         if entry == "decode":
             n, dynamic = 1, None
         elif entry == "prefill":
@@ -93,7 +96,7 @@ class IRProgram:
         else:
             raise ValueError(f"unknown entry {entry!r} (prefill or decode)")
         args = (torch.zeros(1, n, dtype=torch.long), torch.arange(n, dtype=torch.long))
-        return torch.export.export(self.gm, args, dynamic_shapes=dynamic)
+        return torch.export.export(self.gm if gm is None else gm, args, dynamic_shapes=dynamic)
 
 
 class IRRunner:

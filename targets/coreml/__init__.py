@@ -1,8 +1,8 @@
 """Core ML target: one stateful, multifunction ML Program (iOS 18 / macOS 15, fp16) per package.
 
-    IR --export("prefill", chunk=C)--> fold_gqa --> ct.convert --> prefill.mlpackage ─┐
-    IR --export("decode")------------> fold_gqa --> ct.convert --> decode.mlpackage ──┴─ save_multifunction
-                                                                                      --> <name>.mlpackage
+    IR -> copy, elm.attention lowered (attention.py) --export("prefill", chunk=C)--> ct.convert --> prefill ─┐
+                                                     --export("decode")-----------> ct.convert --> decode ──┴─
+                                                        save_multifunction --> <name>.mlpackage
 Both functions read and write the same per-layer KV-cache states (`layers_{i}_attn_{k,v}_cache`, fp16,
 [1, n_kv_i, context, head_dim]: per-layer shapes, so no memory is spent padding OpenELM's narrow early layers),
 updated in place with slice_update; attention is the fused scaled_dot_product_attention op. Weights are shared
@@ -55,17 +55,25 @@ def import_coremltools():
     return ct
 
 
-def convert_entry(ir, entry: str, chunk: int | None, log):
-    """torch.export the entry from the IR, rewrite for Core ML, convert to an fp16 ML Program."""
-    from .lowering import fold_gqa, register_lowerings, reset_shared_weights
+def lowered_graph(ir) -> tuple:
+    """A copy of the IR graph (sharing its weights) with elm.attention in Core ML's form; (graph, count)."""
+    from ...ir.decompose import shallow_copy
+    from .attention import lower_attention
+
+    gm = shallow_copy(ir.gm)
+    return gm, lower_attention(gm, ir.context)
+
+
+def convert_entry(ir, entry: str, chunk: int | None, log, lowered=None):
+    """torch.export the entry from the lowered IR graph, convert to an fp16 ML Program."""
+    from .lowering import register_lowerings, reset_shared_weights
 
     ct = import_coremltools()
     register_lowerings()
     reset_shared_weights()
     t0 = time.perf_counter()
-    ep = ir.export(entry, chunk=chunk)
-    folded = fold_gqa(ep.graph_module)
-    ep = ep.run_decompositions({})
+    gm, attention = lowered or lowered_graph(ir)
+    ep = ir.export(entry, chunk=chunk, gm=gm).run_decompositions({})
     with quiet_coremltools():
         mlmodel = ct.convert(
             ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
@@ -77,7 +85,7 @@ def convert_entry(ir, entry: str, chunk: int | None, log):
         ct.utils.rename_feature(spec, out_name, "logits")
         mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
     log(f"converted {entry} (T={chunk or 1}) to Core ML in {time.perf_counter() - t0:.1f} s; "
-        f"{folded} attention ops with GQA folded")
+        f"{attention} attention ops with GQA folded")
     return mlmodel
 
 
@@ -109,8 +117,9 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
     name = out_dir.name
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
         work = Path(work)
+        lowered = lowered_graph(ir)
         for entry, T in (("prefill", chunk), ("decode", None)):
-            convert_entry(ir, entry, T, log).save(str(work / f"{entry}.mlpackage"))
+            convert_entry(ir, entry, T, log, lowered).save(str(work / f"{entry}.mlpackage"))
         separate = sum(_dir_size(work / f"{e}.mlpackage") for e in ("prefill", "decode"))
         with write_package(out_dir) as tmp:
             pkg = tmp / f"{cfg.name}.mlpackage"

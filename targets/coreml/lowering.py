@@ -1,4 +1,4 @@
-"""Core ML lowering table: elm:: ops -> MIL, plus the two graph rewrites coremltools needs from our IR.
+"""Core ML lowering table: elm:: ops -> MIL, plus the cache-write lowering coremltools needs from our IR.
 
 MIL lowerings (registered with coremltools' torch frontend when this module is imported):
 - elm::rms_norm            -> fp16-safe max-scaled RMSNorm (reduce_max|x|, divide, mean of squares, rsqrt with
@@ -9,11 +9,7 @@ MIL lowerings (registered with coremltools' torch frontend when this module is i
 - elm::palettized_embedding-> the same constexpr + gather
 The codes, scales, LUTs and indices are the IR's own tensors, so the dequantized weights are the IR's exactly.
 
-Graph rewrites on the entry's ExportedProgram (fx level, static shapes):
-- fold_gqa: coremltools ignores SDPA's enable_gqa. Instead of repeating K/V (a copy of the whole cache per
-  step), the query heads that share a KV head are folded into the sequence axis:
-      q [1, H, T, d] -> [1, KV, (H/KV)*T, d],  mask [T, S] -> [(H/KV)*T, S]
-  one fused scaled_dot_product_attention over the un-repeated cache, then back to [1, H, T, d].
+elm::attention is lowered before export (attention.py); its cache writes reach the frontend as
 - The cache write `index_put_(cache, [None, None, input_pos], new)` of a T-token chunk becomes one slice_update
   starting at input_pos[0] (override of the frontend's index_put for this exact pattern; coremltools alone
   handles only single-position writes). Core ML packages therefore take contiguous positions start..start+T-1.
@@ -26,40 +22,6 @@ import torch
 
 aten = torch.ops.aten
 _REGISTERED = False
-
-
-def fold_gqa(gm: torch.fx.GraphModule) -> int:
-    """Rewrite SDPA(enable_gqa=True) as described above; returns how many nodes were rewritten."""
-    graph = gm.graph
-    count = 0
-    for n in list(graph.nodes):
-        if n.op != "call_function" or n.target is not aten.scaled_dot_product_attention.default:
-            continue
-        q, k, v = n.args[:3]
-        mask = n.args[3] if len(n.args) > 3 else n.kwargs.get("attn_mask")
-        B, H, T, d = q.meta["val"].shape
-        KV = k.meta["val"].shape[1]
-        scale = n.kwargs.get("scale")
-        default_scale = abs(scale - 1.0 / float(d) ** 0.5) < 1e-12 if scale is not None else True
-        if not default_scale:
-            continue  # an explicit non-default scale would need its own handling; leave the node as is
-        group = H // KV
-        with graph.inserting_before(n):
-            if group > 1:
-                q_in = graph.call_function(aten.reshape.default, (q, [B, KV, group * T, d]))
-                mask_in = graph.call_function(aten.repeat.default, (mask, [group, 1])) if mask is not None else None
-            else:
-                q_in, mask_in = q, mask
-            # no scale kwarg: coremltools keeps the fused op only for the default 1/sqrt(d) (coremltools #2864)
-            out = graph.call_function(aten.scaled_dot_product_attention.default, (q_in, k, v, mask_in))
-            if group > 1:
-                out = graph.call_function(aten.reshape.default, (out, [B, H, T, d]))
-        n.replace_all_uses_with(out)
-        graph.erase_node(n)
-        count += 1
-    graph.lint()
-    gm.recompile()
-    return count
 
 
 def register_lowerings() -> None:

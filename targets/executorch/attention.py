@@ -1,28 +1,42 @@
-"""Attention for ExecuTorch: the IR's full-cache SDPA -> ExecuTorch's `llama::update_cache` + `llama::custom_sdpa`.
+"""elm.attention for XNNPACK programs: token-major q/k/v, ExecuTorch's `llama::update_cache` + `llama::custom_sdpa`.
 
-Before (per layer; caches [1, n_kv, context, hd], every step reads all `context` positions behind a bool mask):
-    %kc  = aten.index_put_(%k_cache, [None, None, %input_pos], %k)
-    %vc  = aten.index_put_(%v_cache, [None, None, %input_pos], %v)
-    %o   = aten.scaled_dot_product_attention(%q, %kc, %vc, %mask, scale=s, enable_gqa=True)
-After (caches re-registered as [1, context, n_kv, hd], the layout the custom ops use; same per-layer head counts):
-    %start = input_pos[0].item()                                  # once per graph
-    %o     = cached_attention(%q, %k, %v, %k_cache, %v_cache, %start, s)
-             # update_cache(k) ; update_cache(v) ; custom_sdpa(q, caches, start, causal) -- GQA handled natively
+Before (one layer of the IR; caches [1, n_kv, context, hd], read whole behind a mask by the reference kernel):
+    %qkv = linear(%x, %W_qkv)
+    %y   = elm.attention(%qkv, k_cache_i, v_cache_i, %input_pos, %cos, %sin, %wq, %wk, Hq, Hkv, eps, scale)
+After (caches re-registered as [1, context, n_kv, hd], the layout the custom ops use; per-layer head counts kept):
+    %start        = start_position(%input_pos)                                  # once per graph
+    %cos_t, %sin_t = unsqueeze(%cos, -2), unsqueeze(%sin, -2)                    # [T, 1, hd], once per graph
+    %q, %k, %v    = linear(%x, %W_q), linear(%x, %W_k), linear(%x, %W_v)       # row slices of %W_qkv
+    %y = attention_for_xnnpack(%q, %k, %v, k_cache_i, v_cache_i, %start, %cos_t, %sin_t, %wq, %wk, Hq, Hkv, eps,
+                               scale, %rotate_half, %mean_row)
+which exports, per layer, as: view q/k/v to [1, T, H, hd] (token-major: no transposes), the q/k norms with their
+mean as a GEMM (rms_norm_for_xnnpack), RoPE as x * cos + linear(x, R) * sin with R the signed permutation of
+rotate-half (exact: each output is one input times +-1), update_cache(k), update_cache(v), custom_sdpa.
 
-Why: the portable decomposition of SDPA expands K/V to every query head and reads the whole cache every decode
-step; custom_sdpa reads only positions [0, start + T) and runs multi-threaded. It also never reads cache slots
-that were not written yet (ExecuTorch does not initialise mutable buffers). The one assumption, which every
-runner meets (ours, TextLLMRunner, llama_main): `input_pos` is contiguous, start .. start + T - 1.
+Why each choice:
+- custom_sdpa reads only positions [0, start + T) and runs multi-threaded, where the portable SDPA expands K/V to
+  every query head and reads the whole cache every step; it never reads slots that were not written yet
+  (ExecuTorch does not initialise mutable buffers). It relies on contiguous positions, as elm.attention does.
+- XNNPACK cannot split or slice a tensor of dynamic shape, so the fused qkv projection becomes three linears over
+  the same codes and scales, and rotate-half becomes a matmul; every op left in the layer is then delegated.
+- At T = 1 an XNNPACK op costs a fixed price per call whatever its size (a transpose ~0.4 us, an elementwise op
+  ~0.25 us: `python benchmarks/xnnpack_op_cost.py`); token-major q/k/v save the 8 transposes per layer that the
+  reference layout [1, H, T, hd] would cost. Norm, rotation and the table products act on the last axis, so the
+  layout does not change their numbers.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import ElmExportError
+from ...ir.ops import ELM_OPS
+from ...passes.fuse_attention import require_fused
+from .split_projections import is_linear, linear_parts, register_constant
+from .xnnpack_form import rms_norm_for_xnnpack
 
 aten = torch.ops.aten
-_VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default}
 
 
 def load_custom_ops() -> None:
@@ -38,77 +52,72 @@ def start_position(input_pos: torch.Tensor, context: int):
     return start
 
 
-def cached_attention(q, k, v, k_cache, v_cache, start, scale: float):
-    """q [1, Hq, T, hd]; k, v [1, n_kv, T, hd]; caches [1, context, n_kv, hd] (written in place)."""
-    out = cached_attention_token_major(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), k_cache, v_cache,
-                                       start, scale)
-    return out.transpose(1, 2)
-
-
-def cached_attention_token_major(q, k, v, k_cache, v_cache, start, scale: float):
-    """The same on [1, T, heads, hd] inputs, returning [1, T, Hq, hd]: the layout the custom ops read, which
-    token_major.py leaves when the projections feed attention without transposes."""
+def attention_for_xnnpack(q, k, v, k_cache, v_cache, start, cos, sin, q_norm_weight, k_norm_weight, n_q: int,
+                          n_kv: int, norm_eps: float, scale: float, rotate_half, mean_row):
+    """q/k/v projections [1, T, H*hd]; caches [1, context, n_kv, hd] (written in place); cos/sin [T, 1, hd]."""
+    head_dim = k_cache.shape[-1]
+    q = q.view(1, -1, n_q, head_dim)
+    k = k.view(1, -1, n_kv, head_dim)
+    v = v.view(1, -1, n_kv, head_dim)
+    if q_norm_weight is not None:
+        q = rms_norm_for_xnnpack(q, q_norm_weight, norm_eps, mean_row)
+        k = rms_norm_for_xnnpack(k, k_norm_weight, norm_eps, mean_row)
+    q = q * cos + F.linear(q, rotate_half) * sin
+    k = k * cos + F.linear(k, rotate_half) * sin
     torch.ops.llama.update_cache(k.contiguous(), k_cache, start)
     torch.ops.llama.update_cache(v.contiguous(), v_cache, start)
-    return torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)
+    out = torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)
+    return out.view(1, -1, n_q * head_dim)
 
 
-def _source_4d(node):
-    """The [1, n_kv, T, hd] tensor an index_put_ value was viewed from (export flattens it)."""
-    while node.op == "call_function" and node.target in _VIEWS:
-        node = node.args[0]
-    return node
+def rotate_half_matrix(head_dim: int) -> torch.Tensor:
+    """R with x @ R.T == cat([-x[..., h:], x[..., :h]], -1): a signed permutation."""
+    h = head_dim // 2
+    r = torch.zeros(head_dim, head_dim)
+    r[torch.arange(h), torch.arange(h) + h] = -1.0
+    r[torch.arange(h) + h, torch.arange(h)] = 1.0
+    return r
 
 
-def _cache_write(node, input_pos):
-    """(cache get_attr node, written value) if node is index_put_(cache, [None, None, input_pos], value)."""
-    if node.op != "call_function" or node.target not in (aten.index_put_.default, aten.index_put.default):
-        return None
-    cache, indices, value = node.args[:3]
-    if cache.op != "get_attr" or list(indices[:2]) != [None, None] or indices[2] is not input_pos or len(indices) != 3:
-        return None
-    return cache, _source_4d(value)
-
-
-def use_custom_sdpa(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
-    """Rewrite every cached SDPA in place; re-registers the caches in [1, context, n_kv, hd]. Returns counts."""
+def lower_attention(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
+    """Every elm.attention -> attention_for_xnnpack, in place (see the module docstring); returns counts."""
     load_custom_ops()
     graph = gm.graph
-    input_pos = [n for n in graph.nodes if n.op == "placeholder"][1]
-    sdpas = [n for n in graph.nodes if n.op == "call_function" and n.target is aten.scaled_dot_product_attention.default]
-    with graph.inserting_after(input_pos):
+    require_fused(graph, "executorch")
+    nodes = [n for n in graph.nodes if n.op == "call_function" and n.target is ELM_OPS["attention"]]
+    if not nodes:
+        return {"attention_lowered": 0}
+    first = nodes[0]
+    input_pos = first.args[3]
+    head_dim = gm.get_buffer(first.args[1].target).shape[-1]
+    rotate = register_constant(gm, f"rotate_half_{head_dim}", rotate_half_matrix(head_dim))
+    mean_row = register_constant(gm, f"rms_mean_row_{head_dim}", torch.full((1, head_dim), 1.0 / head_dim)) \
+        if first.args[6] is not None else None
+    with graph.inserting_before(first):
         start = graph.call_function(start_position, (input_pos, context))
-    rewritten = 0
-    for sdpa in sdpas:
-        q, kc, vc = sdpa.args[:3]
-        k_write, v_write = _cache_write(kc, input_pos), _cache_write(vc, input_pos)
-        if k_write is None or v_write is None:
-            raise ElmExportError(f"executorch: attention node {sdpa.name} does not read a KV cache written at "
-                                 f"input_pos; the graph is not the export-first model's")
-        scale = sdpa.kwargs.get("scale") or q.meta["val"].shape[-1] ** -0.5
-        new_caches = []
-        for cache, value in (k_write, v_write):
-            val = value.meta["val"]
+    token_major: dict = {}  # cos/sin node -> its [T, 1, hd] form, made once
+    for node in nodes:
+        qkv, k_cache, v_cache, _pos, cos, sin, q_w, k_w, n_q, n_kv, eps, scale = node.args
+        for table in (cos, sin):
+            if table not in token_major:
+                with graph.inserting_before(first):
+                    token_major[table] = graph.call_function(aten.unsqueeze.default, (table, -2))
+        if not is_linear(qkv) or len(qkv.users) != 1:
+            raise ElmExportError(f"executorch: the qkv input of {node.name} is not a projection read only by it; "
+                                 f"XNNPACK needs it as three linears")
+        bounds = [(0, n_q * head_dim), (n_q * head_dim, (n_q + n_kv) * head_dim),
+                  ((n_q + n_kv) * head_dim, (n_q + 2 * n_kv) * head_dim)]
+        q, k, v = linear_parts(gm, qkv, bounds)
+        for cache in (k_cache, v_cache):
             old = gm.get_buffer(cache.target)
-            if val.dim() != 4 or val.shape[1] != old.shape[1] or val.shape[3] != old.shape[3]:
-                raise ElmExportError(f"executorch: cannot recover the [1, n_kv, T, hd] cache write for {cache.target}")
             _replace_buffer(gm, cache.target, old.new_zeros(old.shape[0], old.shape[2], old.shape[1], old.shape[3]))
-            new_caches.append(cache)
-        with graph.inserting_before(sdpa):
-            out = graph.call_function(cached_attention, (q, k_write[1], v_write[1], *new_caches, start, float(scale)))
-        out.meta["val"] = sdpa.meta.get("val")
-        sdpa.replace_all_uses_with(out)
-        graph.erase_node(sdpa)
-        for write in (kc, vc):
-            if not write.users:
-                graph.erase_node(write)
-        rewritten += 1
-    if not rewritten:
-        graph.erase_node(start)
+        node.target = attention_for_xnnpack
+        node.args = (q, k, v, k_cache, v_cache, start, token_major[cos], token_major[sin], q_w, k_w, n_q, n_kv, eps,
+                     scale, rotate, mean_row)
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()
-    return {"attention_rewritten": rewritten}
+    return {"attention_lowered": len(nodes)}
 
 
 def _replace_buffer(gm: torch.fx.GraphModule, target: str, tensor: torch.Tensor) -> None:

@@ -1,12 +1,10 @@
 """`--delegate coreml`: ExecuTorch's Core ML partitioner over the IR graph (iOS 18, fp16, caches as states).
 
-The program keeps the IR's attention form (index_put_ cache writes + SDPA over the whole cache); the Core ML
-delegate takes the KV-cache buffers over as Core ML states (`take_over_mutable_buffer`, iOS 18). Two choices
-follow from what Core ML handles (see targets/coreml/__init__.py, which meets the same limits):
-- forward has a static T = 1 (decode; runners then prefill token by token: `enable_dynamic_shape` is false).
-  Core ML states with flexible input shapes are unreliable (coremltools #2537).
-- GQA is folded into the sequence axis with targets/coreml/lowering.fold_gqa, because coremltools ignores
-  SDPA's enable_gqa.
+elm.attention is lowered as for the Core ML target (targets/coreml/attention.py: index_put_ cache writes +
+one SDPA over the whole cache with GQA folded into the sequence axis, because coremltools ignores enable_gqa);
+the Core ML delegate takes the KV-cache buffers over as Core ML states (`take_over_mutable_buffer`, iOS 18).
+forward has a static T = 1 (decode; runners then prefill token by token: `enable_dynamic_shape` is false):
+Core ML states with flexible input shapes are unreliable (coremltools #2537).
 elm.rms_norm is decomposed by its fp16-safe reference kernel (the delegate computes in fp16).
 """
 
@@ -23,11 +21,3 @@ def coreml_partitioner():
     specs = CoreMLBackend.generate_compile_specs(minimum_deployment_target=ct.target.iOS18,
                                                  compute_precision=ct.precision.FLOAT16)
     return CoreMLPartitioner(compile_specs=specs, take_over_mutable_buffer=True)
-
-
-def prepare_exported(ep):
-    """Fold GQA on the static-shape export (the rewrite needs concrete T); returns (ep, folded count)."""
-    from ..coreml.lowering import fold_gqa
-
-    folded = fold_gqa(ep.graph_module)
-    return ep.run_decompositions({}), folded

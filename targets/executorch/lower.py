@@ -2,10 +2,10 @@
 
     IR gm (ATen + elm ops, KV caches [1, n_kv_i, context, hd])
       | copy (shares the IR's weights; the IR itself is left untouched for validation)
-      | attention.use_custom_sdpa        (xnnpack: llama::update_cache + llama::custom_sdpa)
+      | attention.lower_attention        (xnnpack: elm.attention -> token-major q/k/v, llama::update_cache +
+      |                                   llama::custom_sdpa; coreml: targets/coreml/attention.py's form)
       | logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
       | xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
-      | token_major.use_token_major_attention (xnnpack: q/k/v stay [1, T, H, hd], no transposes)
       | quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
       | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
       v
@@ -28,10 +28,9 @@ from torch.export import Dim
 
 from ...errors import ElmExportError
 from ...ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
-from .attention import load_custom_ops, use_custom_sdpa
+from .attention import load_custom_ops, lower_attention
 from .logits import keep_last_position
 from .quant import describe_weights, lower_quantized_weights
-from .token_major import use_token_major_attention
 from .xnnpack_form import to_xnnpack_form
 
 DELEGATES = ("xnnpack", "coreml")
@@ -56,11 +55,14 @@ def prepare_graph(ir, delegate: str, all_logits: bool = True) -> tuple[torch.fx.
     rewrites: dict = {}
     xnnpack = delegate == "xnnpack"
     if xnnpack:
-        rewrites.update(use_custom_sdpa(gm, ir.context))
+        rewrites.update(lower_attention(gm, ir.context))
         if not all_logits:
             rewrites["last_position_logits"] = keep_last_position(gm)
         rewrites.update(to_xnnpack_form(gm))
-        rewrites.update(use_token_major_attention(gm))
+    else:
+        from ..coreml.attention import lower_attention as lower_attention_for_coreml
+
+        rewrites["attention_lowered"] = lower_attention_for_coreml(gm, ir.context)
     rewrites.update(lower_quantized_weights(gm, activations=xnnpack, packed_embedding=xnnpack))
     # rms_norm left (Core ML): the fp16-safe reference kernel, since that delegate computes in fp16
     decomposed = decompose_graph_module(gm, decomposition_table(["rms_norm"]))
@@ -121,9 +123,7 @@ def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None,
               if n.endswith(("k_cache", "v_cache"))]
     ep = export_program(gm, max_seq_len)
     if delegate == "coreml":
-        from .coreml_delegate import prepare_exported
-
-        ep, rewrites["gqa_folded"] = prepare_exported(ep)
+        ep = ep.run_decompositions({})
     exported = Counter(_op_name(n.target) for n in ep.graph.nodes if n.op == "call_function")
     seconds["export"] = round(time.perf_counter() - t0, 1)
     shape = f"T dynamic in [1, {max_seq_len}]" if max_seq_len > 1 else "T = 1"

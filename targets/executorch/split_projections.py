@@ -1,11 +1,11 @@
 """Fused projections -> one linear per part, on row slices of the same weight (quantized: same codes, scales).
 
 Before:  %y = linear(%x, %W_1) ; split(%y, ffn, -1)                           (FFN [gate; up])
-         %y = linear(%x, %W_qkv) ; view [1,T,H,hd] ; transpose(1,2) ; split_with_sizes([nq,nkv,nkv], 1)
-After:   linear(%x, %W_gate) ; linear(%x, %W_up)       /   linear(%x, %W_q) ; linear(%x, %W_k) ; linear(%x, %W_v)
+After:   linear(%x, %W_gate) ; linear(%x, %W_up)
 Exact: each output row is computed from the same weights as before. Why: XNNPACK cannot split a tensor of
-dynamic shape, so ExecuTorch uses both rewrites. ONNX uses neither: GroupQueryAttention takes the fused qkv as it is,
-and onnxruntime runs one fused [gate; up] MatMulNBits + Split ~3% faster per decode token than two MatMulNBits.
+dynamic shape. attention.py splits the qkv projection of each elm.attention the same way (`linear_parts`).
+ONNX does neither: GroupQueryAttention takes the fused qkv as it is, and onnxruntime runs one fused [gate; up]
+MatMulNBits + Split ~3% faster per decode token than two MatMulNBits.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
-def _is_linear(node) -> bool:
+def is_linear(node) -> bool:
     if node.op != "call_function":
         return False
     if node.target is aten.linear.default:
@@ -42,15 +42,10 @@ def _getitems(split) -> dict[int, torch.fx.Node] | None:
     return items
 
 
-def split_fused_projections(gm: torch.fx.GraphModule) -> int:
-    """FFN [gate; up] and attention [q; k; v] projections -> one linear per part (ExecuTorch/XNNPACK)."""
-    return split_fused_ffn(gm) + split_fused_qkv(gm)
-
-
 def split_fused_ffn(gm: torch.fx.GraphModule) -> int:
     """linear + split(-1) -> one linear per part (the FFN's [gate; up])."""
     done = 0
-    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
+    for lin in [n for n in gm.graph.nodes if is_linear(n)]:
         user = _only_user(lin)
         if user is None or user.target is not aten.split.Tensor:
             continue
@@ -58,49 +53,14 @@ def split_fused_ffn(gm: torch.fx.GraphModule) -> int:
         size, items, rows = user.args[1], _getitems(user), lin.meta["val"].shape[-1]
         if split_dim not in (-1, lin.meta["val"].dim() - 1) or items is None or rows % size:
             continue
-        new = _linear_parts(gm, lin, [(i * size, (i + 1) * size) for i in range(rows // size)])
+        new = linear_parts(gm, lin, [(i * size, (i + 1) * size) for i in range(rows // size)])
         for i, node in items.items():
             node.replace_all_uses_with(new[i])
         done += 1
     return done
 
 
-def split_fused_qkv(gm: torch.fx.GraphModule) -> int:
-    """linear + view as heads + transpose(1, 2) + split_with_sizes on heads -> one linear per part, each viewed
-    and transposed as before."""
-    done = 0
-    for lin in [n for n in gm.graph.nodes if _is_linear(n)]:
-        user = _only_user(lin)
-        if user is None or user.target not in _VIEWS:
-            continue
-        tr = _only_user(user)
-        sp = _only_user(tr) if tr is not None else None
-        if tr is None or tr.target is not aten.transpose.int or tuple(tr.args[1:]) != (1, 2) or sp is None \
-                or sp.target is not aten.split_with_sizes.default or sp.args[2] != 1:
-            continue
-        shape = list(user.args[1])
-        if len(shape) != 4:
-            continue
-        hd, heads = shape[3], sp.args[1]
-        items = _getitems(sp)
-        if items is None:
-            continue
-        bounds, start = [], 0
-        for h in heads:
-            bounds.append((start * hd, (start + h) * hd))
-            start += h
-        new = _linear_parts(gm, lin, bounds)
-        for i, node in items.items():
-            with gm.graph.inserting_after(new[i]):
-                view = gm.graph.call_function(aten.view.default, (new[i], [shape[0], -1, heads[i], hd]))
-            with gm.graph.inserting_after(view):
-                t = gm.graph.call_function(aten.transpose.int, (view, 1, 2))
-            node.replace_all_uses_with(t)
-        done += 1
-    return done
-
-
-def _linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
+def linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
     """One linear per row range of lin's weight (for elm.quantized_linear: of its codes and scales)."""
     x = lin.args[0]
     tensors = [lin.args[1]] + ([lin.args[2]] if lin.target is QUANTIZED_LINEAR else [])

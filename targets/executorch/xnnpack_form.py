@@ -3,17 +3,14 @@
 XNNPACK rejects slices and splits of a tensor whose shape is dynamic, reshapes with a symbolic size, and
 reductions other than 4-D spatial means. Every rejected op cuts the delegate in two, and each cut costs a
 delegate call per forward plus ~1 s of lowering. These rewrites are exact (or exact up to fp32 summation order)
-and leave one delegate per attention block and one per FFN block:
+and, with attention.py, leave one delegate per attention block and one per FFN block:
 
-1. split_fused_projections -- fused projections become one linear per part, on row slices of the same weight
-   (for quantized linears, of the same int codes and scales):
-       %y = linear(%x, %W_qkv); view [1,T,H,hd]; transpose(1,2); split_with_sizes([nq,nkv,nkv], 1)
-       -> linear(%x, %W_q) ; linear(%x, %W_k) ; linear(%x, %W_v), each viewed and transposed
+1. split_fused_ffn -- the FFN's fused [gate; up] projection becomes one linear per part, on row slices of the
+   same weight (for quantized linears, of the same int codes and scales):
        %y = linear(%x, %W_1); split(%y, ffn, -1)       -> linear(%x, %W_gate) ; linear(%x, %W_up)
-2. rotate_half_as_matmul -- cat([-x[..., h:], x[..., :h]], -1) -> linear(x, R) with R a signed permutation:
-   every output is one input times +-1 plus zeros, so it is exact.
-3. infer_token_dim -- view/reshape sizes that name the symbolic T are written as -1.
-4. rms_norm_mean_as_gemm -- elm.rms_norm becomes rms_norm_for_xnnpack, with mean(x^2) as linear(x*x, [1/D]*D):
+   (attention.py does the same for the qkv projection and rotate-half when it lowers elm.attention)
+2. infer_token_dim -- view/reshape sizes that name the symbolic T are written as -1.
+3. rms_norm_mean_as_gemm -- elm.rms_norm becomes rms_norm_for_xnnpack, with mean(x^2) as linear(x*x, [1/D]*D):
    an fp32 GEMM with a constant weight instead of an undelegatable reduction. The fp16-safe max-rescaling of the reference kernel is
    dropped: this program computes in fp32, where x^2 cannot overflow for any activation a model produces.
 """
@@ -24,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ...ir.ops import ELM_OPS
-from .split_projections import constant_tensor, register_constant, split_fused_projections  # rewrite 1
+from .split_projections import constant_tensor, register_constant, split_fused_ffn  # rewrite 1
 
 aten = torch.ops.aten
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
@@ -37,9 +34,8 @@ def rms_norm_for_xnnpack(x, weight, eps: float, mean_row):
 
 
 def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:
-    """Rewrites 1-4 in place (rotate-half first: it reads shapes the projection split does not record)."""
-    counts = {"rotate_half_matmul": rotate_half_as_matmul(gm),
-              "projections_split": split_fused_projections(gm),
+    """Rewrites 1-3 in place."""
+    counts = {"ffn_projections_split": split_fused_ffn(gm),
               "views_inferred": infer_token_dim(gm),
               "rms_norm_gemm_mean": rms_norm_mean_as_gemm(gm)}
     gm.graph.eliminate_dead_code()
@@ -48,45 +44,7 @@ def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:
     return counts
 
 
-# --------------------------------------------------------------------------------------------- 2. rotate-half
-def rotate_half_as_matmul(gm: torch.fx.GraphModule) -> int:
-    done = 0
-    mats: dict[int, torch.fx.Node] = {}
-    for cat in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is aten.cat.default]:
-        parts = cat.args[0]
-        dim = cat.args[1] if len(cat.args) > 1 else 0
-        if len(parts) != 2 or parts[0].target is not aten.neg.default:
-            continue
-        hi, lo = parts[0].args[0], parts[1]
-        if not (_is_slice(hi) and _is_slice(lo)) or hi.args[0] is not lo.args[0]:
-            continue
-        x = hi.args[0]
-        rank = x.meta["val"].dim()
-        d = x.meta["val"].shape[-1]
-        if not isinstance(d, int) or d % 2 or dim not in (-1, rank - 1) or hi.args[1] not in (-1, rank - 1):
-            continue
-        h = d // 2
-        if (hi.args[2], lo.args[2], lo.args[3]) != (h, 0, h) or hi.args[3] < d:
-            continue
-        if d not in mats:
-            r = torch.zeros(d, d)
-            r[torch.arange(h), torch.arange(h) + h] = -1.0
-            r[torch.arange(h) + h, torch.arange(h)] = 1.0
-            mats[d] = register_constant(gm, f"rotate_half_{d}", r)
-        with gm.graph.inserting_before(cat):
-            new = gm.graph.call_function(aten.linear.default, (x, mats[d]))
-        new.meta["val"] = cat.meta.get("val")
-        cat.replace_all_uses_with(new)
-        done += 1
-    return done
-
-
-def _is_slice(node) -> bool:
-    return node.op == "call_function" and node.target is aten.slice.Tensor and len(node.args) >= 4 \
-        and (len(node.args) < 5 or node.args[4] == 1)
-
-
-# ------------------------------------------------------------------------------------------ 3. static views
+# ------------------------------------------------------------------------------------------ 2. static views
 def infer_token_dim(gm: torch.fx.GraphModule) -> int:
     done = 0
     for node in gm.graph.nodes:
@@ -100,7 +58,7 @@ def infer_token_dim(gm: torch.fx.GraphModule) -> int:
     return done
 
 
-# ------------------------------------------------------------------------------------------------ 4. rms_norm
+# ------------------------------------------------------------------------------------------------ 3. rms_norm
 def rms_norm_mean_as_gemm(gm: torch.fx.GraphModule) -> int:
     """elm.rms_norm(x, w, eps) -> rms_norm_for_xnnpack(x, w, eps, %mean_row) with a constant [1, D] row of 1/D."""
     rows: dict[int, torch.fx.Node] = {}

@@ -1,4 +1,5 @@
-"""Tiny torch models and a torch.export -> coremltools conversion helper for tests/mil/test_mil_interpreter.py.
+"""Test helpers for the MIL interpreter: tiny torch models with a torch.export -> coremltools conversion, and
+single-op MIL programs (``OpCase``), saved together as one multifunction package (conftest.op_runner).
 
 The models are small on purpose (each converts in a few seconds) but use the same constructs a real LLM export
 does: embeddings, RMSNorm/LayerNorm, RoPE, grouped-query attention through SDPA with bool or float masks,
@@ -9,7 +10,12 @@ coremltools turns it into Core ML states written with ``slice_update`` (slice as
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -135,3 +141,114 @@ def convert(model, example_args, input_specs, precision="fp16", states=()):
         states=[ct.StateType(wrapped_type=ct.TensorType(shape=s, dtype=np.float16), name=n) for n, s in states],
         skip_model_load=True,
     )
+
+
+def save_mil_program(prog, path, precision=None):
+    """Convert a MIL builder program to an iOS18 ML Program with no graph passes and save it at ``path``."""
+    import coremltools as ct
+
+    mlmodel = ct.convert(
+        prog,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS18,
+        compute_precision=precision or ct.precision.FLOAT32,
+        pass_pipeline=ct.PassPipeline.EMPTY,
+        skip_model_load=True,
+    )
+    mlmodel.save(str(path))
+    return path
+
+
+# ------------------------------------------------------------------------------------ single-op programs
+
+# Inputs shared by the op cases (fixed seeds): a rank-3 tensor with gather/scatter indices in [-8, 8), a
+# rank-3 tensor with hand-picked indices (negative ones included), and a rank-4 NCHW-like tensor.
+_rng8 = np.random.default_rng(8)
+X_238 = _rng8.standard_normal((2, 3, 8)).astype(np.float32)
+IDX_234 = _rng8.integers(-8, 8, size=(2, 3, 4)).astype(np.int32)
+X_256 = np.random.default_rng(9).standard_normal((2, 5, 6)).astype(np.float32)
+IDX_23 = np.array([[0, -1, 3], [4, 2, -5]], np.int32)
+X_2436 = np.random.default_rng(10).standard_normal((2, 4, 3, 6)).astype(np.float32)
+
+# Tolerances: (atol, rtol). fp32 ops on O(1) values; the rank-4 cases allow a little more.
+TOL = (2e-5, 1e-5)
+TOL_RANK4 = (3e-5, 2e-5)
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One MIL op (or a small family that cannot run alone) as its own function of an ML Program.
+
+    ``build`` takes the function's inputs as arguments named like the keys of ``inputs`` and returns the
+    output var(s); ``want`` takes the same arrays (positionally, in that order) and returns the expected
+    array(s) (numpy or torch), computed without the interpreter. ``ops`` is the exact set of MIL op types
+    the function holds (consts aside)."""
+
+    name: str
+    ops: frozenset
+    inputs: dict
+    build: Callable
+    want: Callable[..., Any]
+    atol: float
+    rtol: float
+
+
+def op_case(name: str, ops: str, inputs: dict, build: Callable, want: Callable, tol=TOL) -> OpCase:
+    """``ops``: the MIL op types the function holds, space-separated (the op under test first)."""
+    params = list(inspect.signature(build).parameters)
+    assert params == list(inputs), f"{name}: build takes {params}, inputs are {list(inputs)}"
+    return OpCase(name, frozenset(ops.split()), inputs, build, want, *tol)
+
+
+def torch_ref(fn: Callable) -> Callable:
+    """A reference written with torch ops: numpy inputs in, numpy output(s) out."""
+
+    def ref(*arrays):
+        out = fn(*map(torch.from_numpy, arrays))
+        return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
+
+    return ref
+
+
+def save_op_package(cases, path):
+    """Every case as one function of a single iOS18 ML Program (one conversion), saved at ``path``.
+
+    The package's default function, ``main``, is a lone ``identity``: a runner opens the package on it and
+    runs each case by name, so an op the interpreter lacks fails its own case only."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import Program, types
+
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names) and "main" not in names, "op case names must be unique and not 'main'"
+    prog = Program()
+    prog.add_function("main", mb.function([mb.TensorSpec(shape=(1,))], ct.target.iOS18)(lambda x: mb.identity(x=x)))
+    for case in cases:
+        specs = [
+            mb.TensorSpec(shape=a.shape, dtype=types.int32 if a.dtype.kind in "iu" else types.fp32)
+            for a in case.inputs.values()
+        ]
+        prog.add_function(case.name, mb.function(input_specs=specs, opset_version=ct.target.iOS18)(case.build))
+    return save_mil_program(prog, path)
+
+
+def check_op_case(runner, case: OpCase):
+    """Run ``case``'s function with the interpreter ``runner`` and compare every output to ``case.want``."""
+    held = {op.type for op in runner.program.functions[case.name].block.operations} - {"const"}
+    assert held == case.ops, f"{case.name}: the program holds {sorted(held)}, the case names {sorted(case.ops)}"
+    out = runner.predict({k: v.copy() for k, v in case.inputs.items()}, function_name=case.name)
+    got = [out[n] for n in runner.describe(case.name)["outputs"]]
+    want = case.want(*(v.copy() for v in case.inputs.values()))
+    want = list(want) if isinstance(want, tuple) else [want]
+    assert len(got) == len(want), f"{case.name}: {len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        w = w.numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+        assert g.shape == w.shape, f"{case.name} output {i}: shape {g.shape}, expected {w.shape}"
+        np.testing.assert_allclose(g, w, atol=case.atol, rtol=case.rtol, err_msg=f"{case.name} output {i}")
+
+
+# coremltools/torch.export emit hundreds of deprecation notices per conversion; they are not ours.
+CONVERTER_WARNINGS = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]

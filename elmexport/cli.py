@@ -132,7 +132,8 @@ def add_compile_options(p: argparse.ArgumentParser) -> None:
                    help="none, int8, int4, 8da4w (ExecuTorch), palettize4, palettize6, palettize8, "
                         "or a YAML/JSON quant config")
     g.add_argument("--passes", type=lambda s: [x for x in s.split(",") if x],
-                   help="comma-separated pass list (default: cleanup,fuse_rmsnorm + the quant passes)")
+                   help="comma-separated IR pass list (default: cleanup,fuse_rmsnorm,fuse_attention + the quant "
+                        "passes); the target passes that follow are the target's own")
     g.add_argument("--dump-ir", metavar="DIR", help="write the graph as text after each pass")
 
 

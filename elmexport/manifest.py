@@ -146,8 +146,9 @@ def check_manifest(manifest, where: str) -> dict:
     for key in ("prefill_chunk", "max_seq_len"):
         _optional(manifest, key, lambda v: _is_int(v) and v > 0, "a positive integer", where)
     _optional(manifest, "size_bytes", lambda v: _is_int(v) and v >= 0, "a non-negative integer", where)
-    _optional(manifest, "passes", lambda v: isinstance(v, list) and all(isinstance(p, dict) and is_str(p.get("name"))
-                                                                      for p in v), "a list of {name: ...}", where)
+    for key in ("passes", "target_passes"):
+        _optional(manifest, key, lambda v: isinstance(v, list) and all(isinstance(p, dict) and is_str(p.get("name"))
+                                                                     for p in v), "a list of {name: ...}", where)
     weights = manifest.get("weights") or {}
     _optional(weights, "seed", lambda v: _is_int(v) and v >= 0, "a non-negative integer", f"{where}: weights")
     for key in ("kind", "path"):

@@ -20,7 +20,7 @@ _NOOP_CASTS = {torch.ops.aten.to.dtype, torch.ops.aten.type_as.default, torch.op
 
 
 class Cleanup:
-    name = "cleanup"
+    name = "common::cleanup"
 
     def run(self, ir: IRProgram) -> dict[str, int]:
         asserts = casts = 0

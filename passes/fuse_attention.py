@@ -41,7 +41,7 @@ class Unmatched(Exception):
 
 
 class FuseAttention:
-    name = "fuse_attention"
+    name = "common::fuse_attention"
 
     def __init__(self):
         self.extra: dict = {}

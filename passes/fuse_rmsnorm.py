@@ -88,7 +88,7 @@ def _weight_after(node):
 
 
 class FuseRMSNorm:
-    name = "fuse_rmsnorm"
+    name = "common::fuse_rmsnorm"
 
     def run(self, ir: IRProgram) -> dict[str, int]:
         graph = ir.gm.graph

@@ -67,12 +67,13 @@ def compare_logits(reference: torch.Tensor, other: torch.Tensor) -> tuple[float,
 
 class PassManager:
     def __init__(self, passes: list[Pass], dump_dir: str | Path | None = None, log=None, check_len: int = 24,
-                 tokenizer=None):
+                 tokenizer=None, first_dump: str = "captured"):
         self.passes = passes
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.log = log or (lambda *_: None)
         self.check_len = check_len
         self.tokenizer = tokenizer
+        self.first_dump = first_dump
 
     def _logits(self, ir: IRProgram, tokens: list[int]) -> torch.Tensor:
         ir.reset_cache()
@@ -86,12 +87,12 @@ class PassManager:
         if not torch.isfinite(before).all():
             raise ElmExportError(f"{ir.cfg.name}: the captured model gives non-finite logits (NaN/inf) before any "
                                  f"pass ran; the weights overflow in float32: check the checkpoint")
-        self._dump(ir, 0, "captured")
+        self._dump(ir, 0, self.first_dump)
         reports = []
         for i, p in enumerate(self.passes, start=1):
             n_before = len(ir.gm.graph.nodes)
             t0 = time.perf_counter()
-            changed = p.run(ir)
+            changed = dict(p.run(ir))  # a Counter would not survive asdict (it counts the pairs)
             ir.gm.graph.eliminate_dead_code()
             ir.gm.graph.lint()
             ir.gm.recompile()
@@ -114,4 +115,4 @@ class PassManager:
         if self.dump_dir is None:
             return
         self.dump_dir.mkdir(parents=True, exist_ok=True)
-        (self.dump_dir / f"{index:02d}_{name}.txt").write_text(ir.graph_text())
+        (self.dump_dir / f"{index:02d}_{name.replace('::', '__')}.txt").write_text(ir.graph_text())

@@ -17,7 +17,7 @@ from .weight_quant import WeightQuantPass, check_divisible
 
 
 class Palettize(WeightQuantPass):
-    name = "palettize"
+    name = "common::palettize"
     kind = "palettize"
     linear_op = torch.ops.elm.palettized_linear.default
     embedding_op = torch.ops.elm.palettized_embedding.default

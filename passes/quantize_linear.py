@@ -15,7 +15,7 @@ from .weight_quant import WeightQuantPass, check_divisible
 
 
 class QuantizeLinear(WeightQuantPass):
-    name = "quantize_linear"
+    name = "common::quantize_linear"
     kind = "linear"
     linear_op = torch.ops.elm.quantized_linear.default
     embedding_op = torch.ops.elm.quantized_embedding.default

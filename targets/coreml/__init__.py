@@ -23,7 +23,7 @@ from pathlib import Path
 from ...errors import ElmExportError
 from ...passes.quant_config import LINEAR_MODES, PALETTE_MODES
 from ..options import TargetOptions, option
-from ...package import base_manifest, finish_manifest, write_package
+from ...package import base_manifest, finish_manifest, pass_records, write_package
 
 DESCRIPTION = "export a stateful multifunction Core ML package (.mlpackage, iOS 18, fp16)"
 DEFAULT_CHUNK = 64
@@ -55,13 +55,14 @@ def import_coremltools():
     return ct
 
 
-def lowered_graph(ir) -> tuple:
-    """A copy of the IR graph (sharing its weights) with elm.attention in Core ML's form; (graph, count)."""
-    from ...ir.decompose import shallow_copy
-    from .attention import lower_attention
+PIPELINE = ["coreml::lower_attention"]  # the target passes (passes/registry.py names them)
 
-    gm = shallow_copy(ir.gm)
-    return gm, lower_attention(gm, ir.context)
+
+def lowered_graph(compiled, log=None):
+    """The target pipeline on a copy of the IR (a CompiledModel or an IRProgram) -> (TargetGraph, reports)."""
+    from ...pipeline import run_target_passes
+
+    return run_target_passes(compiled, "coreml", PIPELINE, None, log or (lambda *_: None))
 
 
 def convert_entry(ir, entry: str, chunk: int | None, log, lowered=None):
@@ -72,8 +73,9 @@ def convert_entry(ir, entry: str, chunk: int | None, log, lowered=None):
     register_lowerings()
     reset_shared_weights()
     t0 = time.perf_counter()
-    gm, attention = lowered or lowered_graph(ir)
-    ep = ir.export(entry, chunk=chunk, gm=gm).run_decompositions({})
+    program, reports = lowered or lowered_graph(ir)
+    attention = reports[0].changed["attention_lowered"]
+    ep = ir.export(entry, chunk=chunk, gm=program.gm).run_decompositions({})
     with quiet_coremltools():
         mlmodel = ct.convert(
             ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
@@ -117,7 +119,7 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
     name = out_dir.name
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
         work = Path(work)
-        lowered = lowered_graph(ir)
+        lowered = lowered_graph(compiled, log)
         for entry, T in (("prefill", chunk), ("decode", None)):
             convert_entry(ir, entry, T, log, lowered).save(str(work / f"{entry}.mlpackage"))
         separate = sum(_dir_size(work / f"{e}.mlpackage") for e in ("prefill", "decode"))
@@ -149,6 +151,7 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
                 mil_op_counts=op_counts(pkg),
                 size_separate_functions_bytes=separate, size_multifunction_bytes=combined,
                 user_defined_metadata=metadata,
+                target_passes=pass_records(lowered[1]),
             )
             return finish_manifest(tmp, manifest, compiled.loaded.tokenizer)
 

@@ -58,3 +58,13 @@ def lower_attention(gm: torch.fx.GraphModule, context: int) -> int:
     graph.lint()
     gm.recompile()
     return len(nodes)
+
+
+class LowerAttention:
+    name = "coreml::lower_attention"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        return {"attention_lowered": lower_attention(program.gm, program.context)}

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ElmExportError
-from ...package import base_manifest, finish_manifest, write_package
+from ...package import base_manifest, finish_manifest, pass_records, write_package
 from ..options import TargetOptions, option
 
 DESCRIPTION = "export an ExecuTorch program (.pte: XNNPACK or Core ML delegate, KV cache inside, 8da4w)"
@@ -113,7 +113,7 @@ def export(compiled, options: ExecuTorchOptions, out_dir: Path, log) -> dict:
     all_logits = options.all_logits or delegate != "xnnpack"  # coreml: T = 1 anyway
     t0 = time.perf_counter()
     with quiet_executorch():
-        lowered = lower(ir, delegate, max_seq_len, methods, log=log, all_logits=all_logits)
+        lowered = lower(compiled, delegate, max_seq_len, methods, log=log, all_logits=all_logits)
     with write_package(out_dir) as tmp:
         (tmp / MODEL_FILE).write_bytes(lowered.program.buffer)
         log(f"wrote {MODEL_FILE} ({(tmp / MODEL_FILE).stat().st_size / 2**20:.1f} MiB) in "
@@ -130,6 +130,7 @@ def export(compiled, options: ExecuTorchOptions, out_dir: Path, log) -> dict:
                       "note": "every position of the call" if all_logits else "the call's last position"}],
             states=lowered.states,
             lowering={"rewrites": lowered.rewrites, "weights": lowered.weights},  # timings only in the log: they vary run to run
+            target_passes=pass_records(lowered.reports),
             ops=lowered.ops,
         )
         return finish_manifest(tmp, manifest, compiled.loaded.tokenizer)

@@ -27,6 +27,10 @@ Why each choice:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 
@@ -125,3 +129,29 @@ def _replace_buffer(gm: torch.fx.GraphModule, target: str, tensor: torch.Tensor)
     owner = gm.get_submodule(owner_path) if owner_path else gm
     delattr(owner, attr)
     owner.register_buffer(attr, tensor)
+
+
+class LowerAttention:
+    name = "executorch::lower_attention"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        program.call_context = native_stderr_silenced
+        return lower_attention(program.gm, program.context)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """ExecuTorch's custom-op kernels, run eagerly by the pass manager's checks, log a line per call from C++
+    ("No temp allocator provided") straight to file descriptor 2; keep the export's output readable."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

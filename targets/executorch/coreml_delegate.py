@@ -21,3 +21,19 @@ def coreml_partitioner():
     specs = CoreMLBackend.generate_compile_specs(minimum_deployment_target=ct.target.iOS18,
                                                  compute_precision=ct.precision.FLOAT16)
     return CoreMLPartitioner(compile_specs=specs, take_over_mutable_buffer=True)
+
+
+class RMSNormReference:
+    """executorch::rms_norm_reference: elm.rms_norm -> its fp16-safe reference kernel (the delegate computes in
+    fp16 and has no elm lowering, so the kernel's ATen ops are what it gets)."""
+
+    name = "executorch::rms_norm_reference"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        from ...ir.decompose import decompose_graph_module, decomposition_table
+
+        replaced = decompose_graph_module(program.gm, decomposition_table(["rms_norm"]))
+        return {"rms_norm_reference_kernel": sum(replaced.values())}

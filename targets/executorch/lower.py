@@ -1,13 +1,15 @@
 """IR -> ExecuTorch program: rewrite a copy of the IR graph, torch.export it, partition, serialise.
 
     IR gm (ATen + elm ops, KV caches [1, n_kv_i, context, hd])
-      | copy (shares the IR's weights; the IR itself is left untouched for validation)
-      | attention.lower_attention        (xnnpack: elm.attention -> token-major q/k/v, llama::update_cache +
-      |                                   llama::custom_sdpa; coreml: targets/coreml/attention.py's form)
-      | logits.keep_last_position        (xnnpack, unless all_logits: head on the last position only)
-      | xnnpack_form.to_xnnpack_form     (xnnpack: no dynamic slices/splits/symbolic views)
-      | quant.lower_quantized_weights    (elm quantized linear/embedding -> torchao / quantized_decomposed)
-      | ir.decompose.decompose_graph_module         (coreml: elm.rms_norm -> its fp16-safe reference kernel)
+      | copy (shares the IR's weights; the IR itself is left untouched for validation), then the target passes
+      | (`pipeline`, run by the PassManager with its numeric check after each):
+      |   xnnpack: executorch::lower_attention (attention.py: elm.attention -> token-major q/k/v,
+      |              llama::update_cache + llama::custom_sdpa)
+      |            common::last_position_logits (unless all_logits: the head on the last position only)
+      |            executorch::xnnpack_form (no dynamic slices/splits/symbolic views)
+      |            executorch::quantized_weights (quant.py: elm quantized ops -> torchao / quantized_decomposed)
+      |   coreml:  coreml::lower_attention (targets/coreml/attention.py's form), executorch::quantized_weights,
+      |            executorch::rms_norm_reference (elm.rms_norm -> its fp16-safe reference kernel)
       v
     torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, 1 or T, vocab], T dynamic in
     [1, max_seq_len]; KV caches stay mutable buffers inside the program
@@ -27,11 +29,9 @@ import torch
 from torch.export import Dim
 
 from ...errors import ElmExportError
-from ...ir.decompose import decompose_graph_module, decomposition_table, remaining_elm_ops, shallow_copy
-from .attention import load_custom_ops, lower_attention
-from .logits import keep_last_position
-from .quant import describe_weights, lower_quantized_weights
-from .xnnpack_form import to_xnnpack_form
+from ...ir.decompose import remaining_elm_ops
+from .attention import load_custom_ops
+from .quant import describe_weights
 
 DELEGATES = ("xnnpack", "coreml")
 # ops that must never be left to portable kernels: a linear outside the delegate is a silent 10-100x slowdown
@@ -47,31 +47,35 @@ class Lowered:
     states: list = field(default_factory=list)
     ops: dict = field(default_factory=dict)  # delegated / portable op counts (see op_report)
     seconds: dict = field(default_factory=dict)
+    reports: list = field(default_factory=list)  # the target passes' PassReports
 
 
-def prepare_graph(ir, delegate: str, all_logits: bool = True) -> tuple[torch.fx.GraphModule, dict]:
-    """A rewritten copy of the IR graph with no elm ops left; returns it and the rewrite counts."""
-    gm = shallow_copy(ir.gm)
-    rewrites: dict = {}
-    xnnpack = delegate == "xnnpack"
-    if xnnpack:
-        rewrites.update(lower_attention(gm, ir.context))
-        if not all_logits:
-            rewrites["last_position_logits"] = keep_last_position(gm)
-        rewrites.update(to_xnnpack_form(gm))
-    else:
-        from ..coreml.attention import lower_attention as lower_attention_for_coreml
+def pipeline(delegate: str, all_logits: bool = True) -> list[str]:
+    """The target passes, in order (passes/registry.py names them)."""
+    if delegate == "xnnpack":
+        return ["executorch::lower_attention", *([] if all_logits else ["common::last_position_logits"]),
+                "executorch::xnnpack_form", "executorch::quantized_weights"]
+    return ["coreml::lower_attention", "executorch::quantized_weights", "executorch::rms_norm_reference"]
 
-        rewrites["attention_lowered"] = lower_attention_for_coreml(gm, ir.context)
-    rewrites.update(lower_quantized_weights(gm, activations=xnnpack, packed_embedding=xnnpack))
-    # rms_norm left (Core ML): the fp16-safe reference kernel, since that delegate computes in fp16
-    decomposed = decompose_graph_module(gm, decomposition_table(["rms_norm"]))
-    rewrites.update({f"{k.split('.')[1]}_reference_kernel": v for k, v in decomposed.items()})
+
+def prepare_graph(compiled, delegate: str, all_logits: bool = True, log=None) -> tuple[torch.fx.GraphModule, dict,
+                                                                                      list]:
+    """The target pipeline on a copy of the IR (a CompiledModel or an IRProgram): a graph with no elm ops left,
+    the rewrite counts and the pass reports."""
+    from types import SimpleNamespace
+
+    from ...pipeline import run_target_passes
+
+    options = SimpleNamespace(delegate=delegate)
+    program, reports = run_target_passes(compiled, "executorch", pipeline(delegate, all_logits), options,
+                                         log or (lambda *_: None))
+    gm = program.gm
+    rewrites = {k: v for r in reports for k, v in r.changed.items()}
     left = remaining_elm_ops(gm.graph)
     if left:
         raise ElmExportError(f"executorch: no lowering for {dict(left)}; use --quant none, int8, int4 or 8da4w")
     _drop_unused_attributes(gm)
-    return gm, rewrites
+    return gm, rewrites, reports
 
 
 def _drop_unused_attributes(gm: torch.fx.GraphModule) -> None:
@@ -107,14 +111,15 @@ def partitioners(delegate: str) -> list:
     raise ElmExportError(f"--delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
 
 
-def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None, all_logits: bool = True) -> Lowered:
+def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log=None,
+          all_logits: bool = True) -> Lowered:
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
 
     log = log or (lambda *_: None)
     load_custom_ops()
     seconds = {}
     t0 = time.perf_counter()
-    gm, rewrites = prepare_graph(ir, delegate, all_logits=all_logits)
+    gm, rewrites, reports = prepare_graph(compiled, delegate, all_logits=all_logits, log=log)
     states = [{"name": n, "shape": list(b.shape),
                "dtype": str(b.dtype).removeprefix("torch.") if delegate == "xnnpack" else "float16 (Core ML state)",
                "layout": "[batch, position, kv_head, head_dim]" if delegate == "xnnpack"
@@ -142,7 +147,7 @@ def lower(ir, delegate: str, max_seq_len: int, constant_methods: dict, log=None,
     t0 = time.perf_counter()
     program = edge.to_executorch(ExecutorchBackendConfig())
     seconds["serialize"] = round(time.perf_counter() - t0, 1)
-    return Lowered(program, rewrites, describe_weights(rewrites, delegate), states, ops, seconds)
+    return Lowered(program, rewrites, describe_weights(rewrites, delegate), states, ops, seconds, reports)
 
 
 def _layer_order(name: str) -> tuple:

@@ -154,3 +154,16 @@ def describe_weights(rewrites: dict, delegate: str) -> dict:
             out[key] = {"count": count, "scheme": SCHEMES[(kind, int(bits), delegate == "xnnpack")]}
     out["float"] = "fp32 (XNNPACK)" if delegate == "xnnpack" else "fp16 (Core ML compute precision)"
     return out
+
+
+class QuantizedWeights:
+    """executorch::quantized_weights: elm quantized ops -> torchao / quantized_decomposed forms. XNNPACK gets 8-bit
+    dynamic activations (8da4w / 8da8w) and the packed 4-bit embedding; the Core ML delegate weight-only forms."""
+
+    name = "executorch::quantized_weights"
+
+    def __init__(self, options):
+        self.xnnpack = options.delegate == "xnnpack"
+
+    def run(self, program) -> dict[str, int]:
+        return lower_quantized_weights(program.gm, activations=self.xnnpack, packed_embedding=self.xnnpack)

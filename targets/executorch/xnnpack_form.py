@@ -80,3 +80,13 @@ def _norm_dim(gm, node) -> int:
     if weight is None:
         raise ValueError(f"cannot tell the width of unweighted norm {node.name}")
     return constant_tensor(gm, weight.target).shape[0]
+
+
+class XnnpackForm:
+    name = "executorch::xnnpack_form"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        return to_xnnpack_form(program.gm)

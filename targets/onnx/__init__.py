@@ -1,18 +1,19 @@
 """ONNX target: `elmexport onnx` -> model.onnx (+ .data), genai_config.json, tokenizer.json, manifest.json.
 
-Lowering, in order (each step a file of its own):
-  form.py     IR with in-graph static KV cache -> GroupQueryAttention over past_key_values.%d / present.%d
-                   buffers that onnxruntime(-genai) shares between past and present
-  skip_norm.py residual add + RMSNorm -> SkipSimplifiedLayerNormalization
-  last_logits.py (--logits last) the head reads the last position only
-  quant.py    elm.quantized_linear/embedding codes and scales -> MatMulNBits / GatherBlockQuantized layout
+Target passes (`pipeline`, run by the PassManager on a copy of the IR, each checked in PyTorch):
+  onnx::explicit_cache (form.py) IR with in-graph static KV cache and elm.attention -> GroupQueryAttention over
+                   past_key_values.%d / present.%d buffers that onnxruntime(-genai) shares between past and present
+  onnx::skip_norm (skip_norm.py) residual add + RMSNorm -> SkipSimplifiedLayerNormalization
+  common::last_position_logits (--logits last) the head reads the last position only
+  onnx::matmul_nbits (quant.py) elm.quantized_linear/embedding codes and scales -> MatMulNBits /
+                   GatherBlockQuantized layout
+Then:
   lowering.py elm ops -> one ONNX node each (RMSNormalization, SkipSimplifiedLayerNormalization,
                    GroupQueryAttention, MatMulNBits, GatherBlockQuantized)
   to_onnx.py  torch.onnx dynamo export with dynamic sequence / total / KV-buffer lengths
   genai.py    genai_config.json for onnxruntime-genai
 Before the package is renamed into place, the ONNX model runs in onnxruntime on a fixed token stream (prefill,
-then single-token decode steps) against the IR; the error goes into the manifest. The rewritten PyTorch graph
-(form + quant) is checked against the IR by tests/targets/onnx/test_onnx_target.py.
+then single-token decode steps) against the IR; the error goes into the manifest, as does each target pass's.
 """
 
 from __future__ import annotations
@@ -61,41 +62,38 @@ def check_quant(config) -> None:
             check_block_size(q.block_size)
 
 
+def pipeline(options: OnnxOptions) -> list[str]:
+    """The target passes, in order (passes/registry.py names them)."""
+    return ["onnx::explicit_cache", "onnx::skip_norm",
+            *(["common::last_position_logits"] if options.logits == "last" else []), "onnx::matmul_nbits"]
+
+
 def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
-    from ...package import base_manifest, finish_manifest, write_package
-    from .to_onnx import export_onnx, io_specs, op_counts, save
-    from .form import explicit_cache_form
+    from ...package import base_manifest, finish_manifest, pass_records, write_package
+    from ...pipeline import run_target_passes
     from .genai import write_genai_files
-    from .lowering import unsupported_ops
-    from .quant import lower_quantized_weights
-    from .last_logits import keep_last_logits
-    from .skip_norm import fuse_skip_norms
+    from .to_onnx import export_onnx, io_specs, op_counts, save
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
     if ir.context < MIN_CONTEXT:
         raise ElmExportError(f"context {ir.context}: the ONNX target needs at least {MIN_CONTEXT} positions")
-    accuracy_level = options.accuracy_level
+    accuracy_level, logits = options.accuracy_level, options.logits
     t0 = time.perf_counter()
-    form = explicit_cache_form(ir)
-    skip_norms = fuse_skip_norms(form.gm)
-    logits = options.logits
-    if logits == "last":
-        keep_last_logits(form.gm)
-    quant_counts = lower_quantized_weights(form.gm, accuracy_level)
-    bad = unsupported_ops(form.gm)
-    if bad:
-        raise ElmExportError(f"the ONNX target cannot lower {bad[0]} (from --quant {compiled.quant.name}); "
-                             f"use --quant none, int8 or int4")
+    program, reports = run_target_passes(compiled, "onnx", pipeline(options), options, log)
+    form = program.explicit
+    changed = {r.name: r.changed for r in reports}
+    skip_norms = changed["onnx::skip_norm"]["skip_norms_fused"]
+    quant_counts = changed["onnx::matmul_nbits"]
     log(f"onnx: GroupQueryAttention graph, {form.num_layers} layers, KV heads per layer {form.kv_heads}, "
         f"{skip_norms} skip norms; weights lowered: {quant_counts}")
-    program = export_onnx(form)
-    after = op_counts(program.model)
-    inputs, outputs = io_specs(program.model)
+    onnx_program = export_onnx(form)
+    after = op_counts(onnx_program.model)
+    inputs, outputs = io_specs(onnx_program.model)
     log(f"onnx: exported in {time.perf_counter() - t0:.0f} s: {_short_counts(after)}")
     name = f"{cfg.name}-onnx-{compiled.quant.name}"
     with write_package(out_dir) as tmp:
-        model_files = save(program, tmp / MODEL_FILE)
-        del program
+        model_files = save(onnx_program, tmp / MODEL_FILE)
+        del onnx_program
         genai_files = write_genai_files(tmp, cfg, form, MODEL_FILE, compiled.loaded.tokenizer)
         ort_check = _check_onnxruntime(ir, tmp / MODEL_FILE)
         log(f"onnx: onnxruntime vs IR max abs logit err {ort_check['max_abs_err']:.3g}, "
@@ -119,6 +117,7 @@ def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
                 "node_counts": {"ir": _ir_counts(ir), "onnx": after},
                 "checks": {"onnxruntime_vs_ir": ort_check},
             },
+            target_passes=pass_records(reports),
         )
         manifest = finish_manifest(tmp, manifest, compiled.loaded.tokenizer)
     return manifest

@@ -178,3 +178,17 @@ def _check_rope_table(cos, table: str) -> None:
     if not (cos.op == "call_function" and cos.target is aten.index.Tensor and cos.args[0].op == "get_attr"
             and cos.args[0].target == table):
         raise ElmExportError(f"ONNX lowering: attention reads RoPE tables other than {table}[input_pos]")
+
+
+class ExplicitCache:
+    """onnx::explicit_cache: the pass form of explicit_cache_form (the program's caches become graph inputs)."""
+
+    name = "onnx::explicit_cache"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        form = explicit_cache_form(program)
+        program.gm, program.explicit = form.gm, form
+        return {"group_query_attention": len(form.kv_heads)}

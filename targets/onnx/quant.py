@@ -89,3 +89,22 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, accuracy_level: int) -> di
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return counts
+
+
+class MatMulNBits:
+    """onnx::matmul_nbits: quantized weights in MatMulNBits / GatherBlockQuantized layout; refuses what ONNX cannot
+    run (palettized weights) with the quant modes it can."""
+
+    name = "onnx::matmul_nbits"
+
+    def __init__(self, options):
+        self.accuracy_level = options.accuracy_level
+
+    def run(self, program) -> dict[str, int]:
+        from .lowering import unsupported_ops
+
+        counts = lower_quantized_weights(program.gm, self.accuracy_level)
+        bad = unsupported_ops(program.gm)
+        if bad:
+            raise ElmExportError(f"the ONNX target cannot lower {bad[0]}; use --quant none, int8 or int4")
+        return counts

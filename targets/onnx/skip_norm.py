@@ -50,3 +50,13 @@ def _plain_add(node) -> bool:
     vals = [getattr(a, "meta", {}).get("val") for a in node.args]
     return all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in vals) \
         and vals[0].shape == vals[1].shape
+
+
+class SkipNorm:
+    name = "onnx::skip_norm"
+
+    def __init__(self, options=None):
+        pass
+
+    def run(self, program) -> dict[str, int]:
+        return {"skip_norms_fused": fuse_skip_norms(program.gm)}

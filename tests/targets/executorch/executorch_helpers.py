@@ -48,7 +48,7 @@ def simulated_8da4w(ir) -> torch.fx.GraphModule:
     from elmexport.targets.executorch.lower import prepare_graph
     from elmexport.targets.executorch.quant import linear_dynamic_int8_act
 
-    gm, _ = prepare_graph(ir, "xnnpack")
+    gm, _, _ = prepare_graph(ir, "xnnpack")
     for node in gm.graph.nodes:
         if node.target is not linear_dynamic_int8_act:
             continue

@@ -1,0 +1,66 @@
+"""A target's working copy of the IR graph: what its passes rewrite, and how to run it in PyTorch between them.
+
+Every target rewrites the IR before handing it to its compiler (attention lowered to the runtime's kernels,
+weights in the runtime's layout, the head on the last position only). Those rewrites are passes like the IR's
+own, run by the same PassManager with the same numeric check after each one, so the copy must run in PyTorch
+at every step, however its calling convention changes:
+- in-graph caches (the IR's convention): forward(input_ids [1, T], input_pos [T]) -> logits, caches are buffers;
+- explicit caches (after onnx::explicit_cache): forward(input_ids, attention_mask, past...) -> (logits, present...),
+  where `explicit` holds the per-layer buffers between calls;
+- last-position logits (after common::last_position_logits): one row per call, so the check feeds one token
+  per call to get every row.
+The copy shares the IR's weight tensors (no second copy of the model); the IR itself stays untouched for
+validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .decompose import shallow_copy
+from .program import IRProgram
+
+
+@dataclass
+class TargetGraph(IRProgram):
+    target: str = ""
+    explicit: object = None  # targets/onnx/form.ExplicitCacheModule once the caches are graph inputs
+    call_context: Callable = contextlib.nullcontext  # set by a pass whose kernels need a guard to run in PyTorch
+    _buffers: list = field(default_factory=list)
+
+    @classmethod
+    def from_ir(cls, ir: IRProgram, target: str) -> "TargetGraph":
+        return cls(gm=shallow_copy(ir.gm), cfg=ir.cfg, context=ir.context, target=target)
+
+    def reset_cache(self) -> None:
+        if self.explicit is not None:
+            self._buffers = self.explicit.kv_buffers()
+        else:
+            super().reset_cache()
+
+    @torch.inference_mode()
+    def _call(self, ids: list[int], start_pos: int) -> torch.Tensor:
+        with self.call_context():
+            return self._call_graph(ids, start_pos)
+
+    def _call_graph(self, ids: list[int], start_pos: int) -> torch.Tensor:
+        x = torch.tensor([ids], dtype=torch.long)
+        if self.explicit is not None:
+            if not self._buffers:
+                self._buffers = self.explicit.kv_buffers()
+            logits, self._buffers = self.explicit(x, start_pos, self._buffers)
+            return logits[0].float()
+        out = self.gm(x, torch.arange(start_pos, start_pos + len(ids), dtype=torch.long))
+        return out[0].float()
+
+    def logits(self, ids: list[int], start_pos: int = 0) -> torch.Tensor:
+        rows = self._call(ids, start_pos)
+        if rows.shape[0] == len(ids):
+            return rows
+        # a last-position graph answered one row: feed the rest one token per call, from the start again
+        self.reset_cache()
+        return torch.cat([self._call([t], start_pos + i) for i, t in enumerate(ids)])

@@ -44,6 +44,12 @@ def checksums(root: Path) -> dict[str, str]:
             if p.is_file() and p.name != "manifest.json"}
 
 
+def pass_records(reports) -> list[dict]:
+    """What each pass did and its numeric check; not how long it took, which differs run to run and would make
+    two identical exports differ."""
+    return [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in reports]
+
+
 def base_manifest(compiled, target: str, name: str, **extra) -> dict:
     """The fields every package carries; targets add their own (files, inputs/outputs/states, extras)."""
     loaded, ir = compiled.loaded, compiled.ir
@@ -65,9 +71,7 @@ def base_manifest(compiled, target: str, name: str, **extra) -> dict:
         "chat_template": cfg.chat_template,
         "system_prompt": cfg.system_prompt,
         "quantization": compiled.quant.to_dict(),
-        # what each pass did and its numeric check; not how long it took, which differs run to run and would make
-        # two identical exports differ
-        "passes": [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in compiled.reports],
+        "passes": pass_records(compiled.reports),
         "tool_versions": tool_versions(),
         **extra,
     }

@@ -8,12 +8,17 @@ from rich.table import Table
 
 def print_pass_table(reports) -> None:
     t = Table(title="passes")
-    for col in ("pass", "changed", "nodes", "max abs logit err", "top-1", "time"):
-        t.add_column(col)
+    # the namespaced names and the numbers stay whole; "changed", last, takes the width that is left and wraps
+    for col in ("pass", "nodes", "max abs err", "top-1", "time"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("changed", overflow="fold")
     for r in reports:
         changed = ", ".join(f"{k}={v}" for k, v in r.changed.items() if not k.startswith("bytes"))
         if r.changed.get("bytes_before"):
             changed += f", weights {r.changed['bytes_before'] / 2**20:.1f} -> {r.changed['bytes_after'] / 2**20:.1f} MiB"
-        t.add_row(r.name, changed, f"{r.nodes_before} -> {r.nodes_after}", f"{r.max_abs_err:.3g}",
-                  f"{r.top1_agreement:.3f}", f"{r.seconds:.1f} s")
-    Console().print(t)
+        t.add_row(r.name, f"{r.nodes_before} -> {r.nodes_after}", f"{r.max_abs_err:.3g}", f"{r.top1_agreement:.3f}",
+                  f"{r.seconds:.1f} s", changed)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe has no width of its own: do not squeeze the table into 80
+        console = Console(width=140)
+    console.print(t)

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import strict_json
 from .atomic_dir import locked, new_temp_sibling, remove_tree, swap_in
 from .destination import check_destination
+from .hf_files import write_hf_files
 from .manifest import stream_sha256
 
 FORMAT_VERSION = 1
@@ -123,6 +124,7 @@ def finish_manifest(tmp_dir: Path, manifest: dict, tokenizer) -> dict:
     """Write tokenizer.json, then manifest.json with checksums of everything else."""
     if tokenizer is not None:
         tokenizer.save(tmp_dir / "tokenizer.json")
+    write_hf_files(tmp_dir, manifest, tokenizer)
     manifest["files"] = sorted(str(p.relative_to(tmp_dir)) for p in tmp_dir.iterdir() if p.name != "manifest.json")
     manifest["checksums"] = checksums(tmp_dir)
     manifest["size_bytes"] = sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())

@@ -24,6 +24,7 @@ class TextTokenizer:
     bos_token_id: int | None
     eos_token_ids: list[int]
     add_bos: bool
+    chat_template: str | None = None  # the checkpoint's own Jinja chat template (a GGUF's), kept for packages
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids

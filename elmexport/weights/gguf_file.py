@@ -53,6 +53,10 @@ class GGUFFile:
         self._tensors = {}
         for t in self.reader.tensors:
             self._tensors[self._hf_name(t.name)] = t
+        template = self.field("tokenizer.chat_template")
+        # the file's own Jinja text, written into packages verbatim (hf_files.py); the config only keeps the name of
+        # the format our code and the iOS app render
+        self.chat_template = template if isinstance(template, str) and template.strip() else None
         self.config = self._config()
 
     def field(self, key: str, default=None):
@@ -92,8 +96,7 @@ class GGUFFile:
         name = self.field("general.name")
         cfg = llama_from_hf_dict(raw, self.path.stem, where=str(self.path), labels=keys)
         cfg.hf_repo = None
-        template = self.field("tokenizer.chat_template")
-        if isinstance(template, str) and "<|im_start|>" in template:
+        if self.chat_template is not None and "<|im_start|>" in self.chat_template:
             cfg.chat_template = "chatml"
         self.display_name = name if isinstance(name, str) else self.path.stem
         return cfg

@@ -68,11 +68,12 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
         src = GGUFFile(path)
         cfg = src.config
         tok_obj = read_tokenizer_json(spec.tokenizer) if spec.tokenizer else tokenizer_from_gguf(src)
+        shipped_template = src.chat_template
         weights_dir = None
     elif path.is_dir():
         cfg = config_from_hf(path)
         src = SafetensorsDir(path)
-        tok_obj = None
+        tok_obj = shipped_template = None
         weights_dir = path
     else:
         raise WeightsError(f"--weights {path}: expected an HF model directory (config.json + safetensors) or a .gguf file")
@@ -88,6 +89,7 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
     if spec.tokenizer_mode != "skip":
         tokenizer = (make_text_tokenizer(tok_obj, cfg) if tok_obj is not None
                      else _find_tokenizer(cfg, spec, weights_dir, required=True))
+        tokenizer.chat_template = shipped_template
     return LoadedModel(model, cfg, tokenizer, {"kind": "gguf" if path.suffix == ".gguf" else "hf-dir",
                                                "path": str(path), "random_weights": False})
 

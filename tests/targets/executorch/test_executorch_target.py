@@ -75,7 +75,8 @@ def test_fp32_matches_eager(fp32_package):
 def test_fp32_package_contents(fp32_package):
     out, manifest, compiled = fp32_package
     cfg = compiled.loaded.cfg
-    assert sorted(manifest["files"]) == ["model.pte", "tokenizer.json"] and not integrity_problems(out, manifest)
+    assert sorted(manifest["files"]) == ["generation_config.json", "model.pte", "tokenizer.json", "tokenizer_config.json"]
+    assert not integrity_problems(out, manifest)
     assert manifest["target"] == "executorch" and manifest["delegate"] == "xnnpack"
     methods = manifest["constant_methods"]
     assert methods["get_max_seq_len"] == MAX_SEQ_LEN and methods["get_max_context_len"] == CONTEXT

@@ -1,0 +1,80 @@
+"""The Hugging Face files beside a package's tokenizer.json: tokenizer_config.json and generation_config.json.
+
+Tools that follow HF conventions (transformers' AutoTokenizer, onnxruntime-genai's Tokenizer.apply_chat_template,
+swift-transformers) look there for the special tokens, the context length and the Jinja chat template; with them a
+package can be chatted with by those tools without elmexport. The chat template is the checkpoint's own Jinja text
+when it shipped one (a GGUF's `tokenizer.chat_template`), otherwise the template render_chat renders (chat.py),
+with the model's default system prompt in it. Base models get no `chat_template` key, as HF writes them.
+
+Both files are pure functions of the manifest and the tokenizer, so identical exports write identical bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import strict_json
+from .chat import chat_template_text
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+GENERATION_CONFIG = "generation_config.json"
+
+
+def tokenizer_class(tokenizer) -> str:
+    """The HF class whose conventions the tokenizer follows: byte-level BPE is GPT-2's, SentencePiece-style BPE
+    with byte fallback is Llama's. onnxruntime-genai's tokenizer picks its pre- and post-processing by this name."""
+    from tokenizers import decoders
+
+    return "GPT2Tokenizer" if isinstance(tokenizer.tokenizer.decoder, decoders.ByteLevel) else "LlamaTokenizer"
+
+
+def tokenizer_config(manifest: dict, tokenizer) -> dict:
+    """tokenizer_config.json: special token strings from the tokenizer, context length and chat template."""
+    tok = tokenizer.tokenizer
+
+    def token(token_id):
+        return tok.id_to_token(token_id) if token_id is not None and 0 <= token_id < tok.get_vocab_size() else None
+
+    eos_token = token(tokenizer.eos_token_ids[0]) if tokenizer.eos_token_ids else None
+    config = {
+        "add_bos_token": bool(tokenizer.add_bos),
+        "add_eos_token": False,
+        "bos_token": token(tokenizer.bos_token_id),
+        "clean_up_tokenization_spaces": False,  # decoding must not rewrite " ." and " 's" (transformers' old default)
+        "eos_token": eos_token,
+        "model_max_length": manifest["context_length"],
+        "pad_token": eos_token,  # generation pads with EOS, as genai_config.json says
+        "tokenizer_class": tokenizer_class(tokenizer),
+    }
+    unk = getattr(tok.model, "unk_token", None)
+    if unk is not None:
+        config["unk_token"] = unk
+    template = tokenizer.chat_template or chat_template_text(manifest["chat_template"], manifest["system_prompt"])
+    if template is not None:
+        config["chat_template"] = template
+    return dict(sorted(config.items()))  # the key order transformers writes
+
+
+def generation_config(manifest: dict) -> dict:
+    """generation_config.json: the ids that start and stop generation, the context, greedy decoding (what
+    elmexport's generate and the package's genai_config use by default)."""
+    eos_ids = list(manifest["eos_token_ids"])
+    return {
+        "bos_token_id": manifest["bos_token_id"],
+        "do_sample": False,
+        "eos_token_id": eos_ids[0] if len(eos_ids) == 1 else eos_ids,  # HF writes one id as an int, several as a list
+        "max_length": manifest["context_length"],
+        "pad_token_id": eos_ids[0] if eos_ids else None,
+    }
+
+
+def write_hf_files(folder: Path, manifest: dict, tokenizer) -> list[str]:
+    """Write the files into a package folder; a package without a tokenizer gets no tokenizer_config.json (its
+    token strings would be unknown). Returns the names written."""
+    folder = Path(folder)
+    (folder / GENERATION_CONFIG).write_text(strict_json.dumps(generation_config(manifest)) + "\n")
+    written = [GENERATION_CONFIG]
+    if tokenizer is not None:
+        (folder / TOKENIZER_CONFIG).write_text(strict_json.dumps(tokenizer_config(manifest, tokenizer)) + "\n")
+        written.append(TOKENIZER_CONFIG)
+    return written

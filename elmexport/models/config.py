@@ -221,12 +221,22 @@ SMOLLM2_135M_INSTRUCT = dict(  # the offline default model (weights come from a 
     system_prompt="You are a helpful AI assistant named SmolLM, trained by Hugging Face",
 )
 
+# AMD-Llama-135M (base and code): the model card's config.json; Llama-2 tokenizer (vocab 32000), untied head,
+# no chat template. Small enough to draft for OpenELM and other Llama-2-tokenizer models.
+AMD_LLAMA_135M = dict(
+    name="amd-llama-135m", family="llama", vocab_size=32000, model_dim=768, head_dim=64,
+    num_query_heads=[12] * 12, num_kv_heads=[12] * 12, ffn_dims=[2048] * 12, rope_theta=10000.0, norm_eps=1e-5,
+    qk_norm=False, tie_word_embeddings=False, max_context_length=2048, rope_max_length=2048,
+    bos_token_id=1, eos_token_ids=[2], chat_template=None, hf_repo="amd/AMD-Llama-135m",
+)
+_AMD_LLAMA_REPOS = {"amd-llama-135m": "amd/AMD-Llama-135m", "amd-llama-135m-code": "amd/AMD-Llama-135m-code"}
+
 
 def preset_names() -> list[str]:
     names = []
     for tag in _OPENELM_SIZES:
         names += [f"openelm-{tag}", f"openelm-{tag}-instruct"]
-    return names + ["openelm-tiny", "smollm2-135m-instruct"]
+    return names + ["openelm-tiny", "smollm2-135m-instruct", *_AMD_LLAMA_REPOS]
 
 
 def get_preset(name: str) -> ModelConfig:
@@ -237,6 +247,8 @@ def get_preset(name: str) -> ModelConfig:
         return openelm_config("openelm-tiny", 4, 256, 32)
     if key == "smollm2-135m-instruct":
         return ModelConfig(**SMOLLM2_135M_INSTRUCT).validate()
+    if key in _AMD_LLAMA_REPOS:
+        return ModelConfig(**{**AMD_LLAMA_135M, "name": key, "hf_repo": _AMD_LLAMA_REPOS[key]}).validate()
     instruct = key.endswith("-instruct")
     tag = key.removeprefix("openelm-").removesuffix("-instruct")
     if key.startswith("openelm-") and tag in _OPENELM_SIZES:

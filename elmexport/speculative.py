@@ -1,0 +1,153 @@
+"""Greedy speculative decoding over two Runners: a small draft proposes k tokens, the target checks them in one call.
+
+Why it is exact: the target scores its last accepted token plus the k proposals in ONE forward call, which returns
+a logits row for every fed position. Row i is what the target alone would have computed after the same prefix, so
+the proposals are kept up to the first one that differs from the target's own argmax, and that argmax (or, when
+all k match, the argmax of the last row) is appended. The output is the target's greedy output, token for token;
+the draft only decides how many target calls it takes.
+
+Why no cache rewind is needed: every runner feeds explicit positions and attention only reads cache positions at
+or before the ones fed, so the cache slots of rejected proposals are simply overwritten by the next call at those
+positions (eager, ONNX and ExecuTorch runners all write at `start_pos` and read [0, start_pos + T)).
+
+Invariants of the loop, with `seq` = prompt + accepted tokens and n = len(seq):
+- the target's cache holds positions [0, n - 1): seq[-1] is fed first in the next verify call;
+- the draft's cache holds positions [0, draft_fed), draft_fed <= n - 1; it catches up with seq[draft_fed:] first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import ElmExportError
+from .validation.runner import last_logits
+
+
+@dataclass
+class SpeculativeResult:
+    prompt_tokens: list[int]
+    k: int
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    target_calls: int = 0  # the prefill included: the target alone takes one call per new token
+    draft_calls: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    stopped_by: str = "max_tokens"
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of the draft's proposals the target kept."""
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tokens_per_target_call(self) -> float:
+        """New tokens per target forward call (1.0 for the target alone, up to k + 1)."""
+        return len(self.tokens) / self.target_calls if self.target_calls else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Tokens after the first (which comes from the prefill) per second, as generation.py measures it."""
+        steps = max(len(self.tokens) - 1, 0)
+        return steps / self.decode_seconds if self.decode_seconds else 0.0
+
+    def summary(self) -> str:
+        return (f"{len(self.tokens)} new tokens, k={self.k}: acceptance {self.acceptance_rate:.1%} "
+                f"({self.accepted}/{self.proposed}), {self.tokens_per_target_call:.2f} tokens per target call "
+                f"({self.target_calls} calls), decode {self.decode_tokens_per_s:.1f} tok/s")
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ElmExportError(f"k={k!r}: the draft must propose at least one token per round; give k >= 1 (e.g. 4)")
+    return k
+
+
+def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: int, k: int = 4, *,
+                         eos_ids: list[int] | tuple = (), tokenizer=None,
+                         on_text: Callable[[str], None] | None = None) -> SpeculativeResult:
+    """Greedy tokens of `target` after `prompt_ids`, proposed k at a time by `draft` (both Runners, same vocab).
+
+    Stops at an `eos_ids` token (not included) or after `max_new_tokens`. With a tokenizer, `.text` is filled and
+    `on_text` receives decoded pieces as they become stable.
+    """
+    k = check_k(k)
+    if not prompt_ids:
+        raise ElmExportError("the prompt is empty after tokenization; give a non-empty --prompt")
+    context = min(target.context, draft.context)
+    budget = context - len(prompt_ids)
+    if budget <= 0:
+        raise ElmExportError(f"prompt of {len(prompt_ids)} tokens does not fit the pair's context of {context}; "
+                             f"shorten it or export the pair with a larger --context")
+    max_new_tokens = min(max_new_tokens, budget)
+    eos = set(eos_ids)
+    result = SpeculativeResult(list(prompt_ids), k)
+    seq = list(prompt_ids)
+    printed = ""
+
+    def emit(token: int) -> bool:
+        """Append one target token; False when generation must stop."""
+        nonlocal printed
+        if token in eos:
+            result.stopped_by = "eos"
+            return False
+        result.tokens.append(token)
+        seq.append(token)
+        if tokenizer is not None and on_text:
+            text = tokenizer.decode(result.tokens)
+            if not text.endswith("\ufffd"):  # hold back half of a multi-byte character
+                on_text(text[len(printed):])
+                printed = text
+        return len(result.tokens) < max_new_tokens
+
+    target.reset()
+    draft.reset()
+    t0 = time.perf_counter()
+    first = int(np.argmax(last_logits(target, seq, 0)))
+    result.target_calls += 1
+    last_logits(draft, seq, 0)  # the draft's prefill: its logits are not needed, only its cache
+    result.draft_calls += 1
+    draft_fed = len(seq)
+    result.prefill_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    going = max_new_tokens > 0 and emit(first)
+    while going:
+        n = len(seq)
+        kk = max(0, min(k, context - n, max_new_tokens - len(result.tokens) - 1))
+        proposals: list[int] = []
+        if kk:
+            logits = last_logits(draft, seq[draft_fed:], draft_fed)  # catch up: at least seq[-1] at n - 1
+            result.draft_calls += 1
+            proposals.append(int(np.argmax(logits)))
+            for i in range(1, kk):
+                logits = last_logits(draft, [proposals[-1]], n - 1 + i)
+                result.draft_calls += 1
+                proposals.append(int(np.argmax(logits)))
+        rows = target.forward([seq[-1]] + proposals, n - 1)
+        result.target_calls += 1
+        if rows.shape[0] != kk + 1:
+            raise ElmExportError(f"{getattr(target, 'name', 'target')}: returned {rows.shape[0]} logits rows for "
+                                 f"{kk + 1} tokens; the target must return every fed position's logits")
+        m = 0
+        while m < kk and int(np.argmax(rows[m])) == proposals[m]:
+            m += 1
+        result.proposed += kk
+        result.accepted += m
+        if kk:
+            draft_fed = min(n - 1 + kk, n + m)  # its slots past that hold rejected proposals (or nothing yet)
+        for token in proposals[:m] + [int(np.argmax(rows[m]))]:
+            going = emit(token)
+            if not going:
+                break
+    result.decode_seconds = time.perf_counter() - t1
+    if tokenizer is not None:
+        result.text = tokenizer.decode(result.tokens)
+        if on_text and result.text != printed:
+            on_text(result.text[len(printed):])
+    return result

@@ -63,7 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=non_negative_int, default=0, help="0 = no top-k filter (default)")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass in (0, 1] (default 1)")
     p.add_argument("--repetition-penalty", type=positive_float, default=1.0, help="1 = none (default)")
+    p.add_argument("--k", type=positive_int, help="for a pair folder: draft tokens per round (default: the pair's k)")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("pair", help="export a draft + target pair for speculative decoding into one folder")
+    p.add_argument("--target", required=True, metavar="MODEL", help="the model whose greedy output is produced")
+    p.add_argument("--draft", required=True, metavar="MODEL", help="a smaller model with the same tokenizer")
+    p.add_argument("--to", required=True, metavar="RUNTIME", help="onnx or executorch")
+    p.add_argument("--k", type=positive_int, default=4, help="draft tokens per target call (default 4)")
+    p.add_argument("--target-quant", default="none", metavar="PRESET", help="the target's --quant (default none)")
+    p.add_argument("--draft-quant", default="int4", metavar="PRESET", help="the draft's --quant (default int4)")
+    p.add_argument("--target-weights", metavar="PATH", help="the target's weights (HF directory or .gguf)")
+    p.add_argument("--draft-weights", metavar="PATH", help="the draft's weights (HF directory or .gguf)")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights for both (marked everywhere)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for the target's --random-weights")
+    p.add_argument("--draft-seed", type=non_negative_int, help="seed for the draft's --random-weights (default --seed)")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json for both (OpenELM needs the Llama-2 one)")
+    p.add_argument("--context", type=positive_int, help="KV-cache length of both packages")
+    p.add_argument("--out", metavar="DIR", help="pair folder (default: dist/pair-<target>-<draft>-<runtime>); "
+                                                "must be new, empty, or a pair (with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the pair already at --out")
+    p.set_defaults(func=_cmd_pair)
 
     p = sub.add_parser("compile", help="front end + passes only: capture the model, run the passes, print the pass table")
     add_model_options(p)
@@ -164,6 +184,10 @@ def _cmd_generate(args) -> int:
     from .progress import console
 
     if args.package:
+        from .pair import is_pair
+
+        if is_pair(args.package):
+            return _generate_pair(args)
         model = load(args.package)
     else:
         from .validation.eager import EagerRunner
@@ -180,6 +204,35 @@ def _cmd_generate(args) -> int:
     console.log(f"{len(result.prompt_tokens)} prompt tokens, {len(result.tokens)} new; prefill "
                 f"{result.prefill_tokens_per_s:.1f} tok/s, decode {result.decode_tokens_per_s:.1f} tok/s "
                 f"({model.runtime})")
+    return 0
+
+
+def _generate_pair(args) -> int:
+    """Greedy speculative decoding with a pair folder; the sampling flags do not apply to it."""
+    from .pair import load_pair
+    from .progress import console
+
+    if args.temperature > 0 or args.top_k or args.top_p < 1 or args.repetition_penalty != 1:
+        raise ElmExportError("a pair decodes greedily; drop --temperature/--top-k/--top-p/--repetition-penalty, "
+                             "or generate with one of its packages")
+    pair = load_pair(args.package)
+    result = pair.generate(args.prompt, max_new_tokens=args.max_new_tokens, k=args.k, chat=not args.no_chat,
+                           system=args.system, on_text=lambda s: print(s, end="", flush=True))
+    print()
+    console.log(f"{len(result.prompt_tokens)} prompt tokens; {result.summary()} "
+                f"({pair.target.runtime} + draft {pair.draft.runtime})")
+    return 0
+
+
+def _cmd_pair(args) -> int:
+    from .pair import export_pair
+    from .progress import console
+
+    export_pair(args.target, args.draft, args.to, k=args.k, target_quant=args.target_quant,
+                draft_quant=args.draft_quant, out=args.out, overwrite=args.overwrite, context=args.context,
+                random_weights=args.random_weights, seed=args.seed, draft_seed=args.draft_seed,
+                tokenizer=args.tokenizer, target_weights=args.target_weights, draft_weights=args.draft_weights,
+                log=console.log)
     return 0
 
 

@@ -13,6 +13,7 @@ import torch
 from torch.export import Dim
 
 from .ir import ops as _register_elm_ops  # noqa: F401  (the graph may contain elm:: ops after passes)
+from .ir.graph_edit import replace_buffer
 from .ir.program import IRProgram
 from .models.transformer import Transformer
 
@@ -28,8 +29,7 @@ def capture(model: Transformer, log=None) -> IRProgram:
     gm = ep.module()
     ir = IRProgram(gm=gm, cfg=model.cfg, context=context)
     for name in ir.cache_names():  # own KV caches: running the IR must not disturb the eager model's
-        owner, _, attr = name.rpartition(".")
-        gm.get_submodule(owner).register_buffer(attr, torch.zeros_like(gm.get_buffer(name)))
+        replace_buffer(gm, name, torch.zeros_like(gm.get_buffer(name)))
     if log:
         log(f"captured {model.cfg.name} with torch.export in {time.perf_counter() - t0:.1f} s "
             f"({len(gm.graph.nodes)} graph nodes, T dynamic in [1, {context}])")

@@ -23,6 +23,7 @@ from collections import defaultdict
 import torch
 
 from ..errors import ElmExportError
+from ..ir.graph_edit import add_constant, owner_and_attr
 from ..ir.program import IRProgram
 from .quant_config import QuantConfig, WeightQuant, unmatched_override
 
@@ -85,14 +86,7 @@ class WeightQuantPass(ABC):
                 continue
             weight = gm.get_parameter(target) if target in dict(gm.named_parameters()) else gm.get_buffer(target)
             tensors, int_args = self.encode(weight.detach(), q, target)
-            owner_path, _, attr = target.rpartition(".")
-            owner = gm.get_submodule(owner_path) if owner_path else gm
-            getters = []
-            for tname, t in zip(self.tensor_names, tensors):
-                full = f"{attr}_{tname}"
-                owner.register_buffer(full, t)
-                with gm.graph.inserting_before(_first_node(gm)):
-                    getters.append(gm.graph.get_attr(f"{owner_path}.{full}" if owner_path else full))
+            getters = [add_constant(gm, f"{target}_{tname}", t) for tname, t in zip(self.tensor_names, tensors)]
             for node in kinds["linear"]:
                 self._swap(gm, node, self.linear_op, (node.args[0], *getters, *int_args))
                 counts["linear"] += 1
@@ -109,7 +103,7 @@ class WeightQuantPass(ABC):
             for n in list(gm.graph.nodes):
                 if n.op == "get_attr" and n.target == target and not n.users:
                     gm.graph.erase_node(n)
-            delattr(owner, attr)
+            delattr(*owner_and_attr(gm, target))
         self.extra = {"modes": layers}
         return counts
 
@@ -127,10 +121,6 @@ class WeightQuantPass(ABC):
         new.meta["val"] = node.meta.get("val")
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
-
-
-def _first_node(gm):
-    return next(iter(gm.graph.nodes))
 
 
 def check_divisible(size: int, by: int, what: str, where: str, key: str) -> None:

@@ -19,30 +19,6 @@ from ..models.config import ModelConfig
 
 
 @dataclass
-class TensorSpec:
-    name: str
-    shape: list  # ints, or a symbol name such as "T"
-    dtype: str
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": self.shape, "dtype": self.dtype}
-
-
-@dataclass
-class Signature:
-    """Inputs, outputs and in-graph states of one entry (prefill or decode)."""
-
-    entry: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    states: list[TensorSpec]
-
-    def to_dict(self) -> dict:
-        return {"entry": self.entry, "inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs], "states": [t.to_dict() for t in self.states]}
-
-
-@dataclass
 class IRProgram:
     gm: torch.fx.GraphModule
     cfg: ModelConfig
@@ -52,14 +28,6 @@ class IRProgram:
     # ---- facts ----
     def cache_names(self) -> list[str]:
         return [n for n, _ in self.gm.named_buffers() if n.endswith(("k_cache", "v_cache"))]
-
-    def signature(self, entry: str, chunk: int | None = None) -> Signature:
-        T = 1 if entry == "decode" else (chunk or "T")
-        dtype = str(next(self.gm.parameters(), torch.zeros(())).dtype).removeprefix("torch.")
-        states = [TensorSpec(n, list(self.gm.get_buffer(n).shape), str(self.gm.get_buffer(n).dtype).removeprefix("torch."))
-                  for n in self.cache_names()]
-        return Signature(entry, [TensorSpec("input_ids", [1, T], "int64"), TensorSpec("input_pos", [T], "int64")],
-                         [TensorSpec("logits", [1, T, self.cfg.vocab_size], "float32")], states)
 
     def op_counts(self) -> Counter:
         return Counter(str(n.target) for n in self.gm.graph.nodes if n.op == "call_function")

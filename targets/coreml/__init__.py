@@ -20,7 +20,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ElmExportError
 from ...passes.quant_config import LINEAR_MODES, PALETTE_MODES
 from ..options import TargetOptions, option
 from ...package import base_manifest, finish_manifest, pass_records, write_package

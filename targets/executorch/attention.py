@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from ...errors import ElmExportError
 from ...ir.ops import ELM_OPS
 from ...passes.fuse_attention import require_fused
-from .split_projections import is_linear, linear_parts, register_constant
+from ...ir.graph_edit import add_constant, replace_buffer
+from .split_projections import is_linear, linear_parts
 from .xnnpack_form import rms_norm_for_xnnpack
 
 aten = torch.ops.aten
@@ -94,8 +95,8 @@ def lower_attention(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
     first = nodes[0]
     input_pos = first.args[3]
     head_dim = gm.get_buffer(first.args[1].target).shape[-1]
-    rotate = register_constant(gm, f"rotate_half_{head_dim}", rotate_half_matrix(head_dim))
-    mean_row = register_constant(gm, f"rms_mean_row_{head_dim}", torch.full((1, head_dim), 1.0 / head_dim)) \
+    rotate = add_constant(gm, f"rotate_half_{head_dim}", rotate_half_matrix(head_dim))
+    mean_row = add_constant(gm, f"rms_mean_row_{head_dim}", torch.full((1, head_dim), 1.0 / head_dim)) \
         if first.args[6] is not None else None
     with graph.inserting_before(first):
         start = graph.call_function(start_position, (input_pos, context))
@@ -114,7 +115,7 @@ def lower_attention(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
         q, k, v = linear_parts(gm, qkv, bounds)
         for cache in (k_cache, v_cache):
             old = gm.get_buffer(cache.target)
-            _replace_buffer(gm, cache.target, old.new_zeros(old.shape[0], old.shape[2], old.shape[1], old.shape[3]))
+            replace_buffer(gm, cache.target, old.new_zeros(old.shape[0], old.shape[2], old.shape[1], old.shape[3]))
         node.target = attention_for_xnnpack
         node.args = (q, k, v, k_cache, v_cache, start, token_major[cos], token_major[sin], q_w, k_w, n_q, n_kv, eps,
                      scale, rotate, mean_row)
@@ -122,13 +123,6 @@ def lower_attention(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
     graph.lint()
     gm.recompile()
     return {"attention_lowered": len(nodes)}
-
-
-def _replace_buffer(gm: torch.fx.GraphModule, target: str, tensor: torch.Tensor) -> None:
-    owner_path, _, attr = target.rpartition(".")
-    owner = gm.get_submodule(owner_path) if owner_path else gm
-    delattr(owner, attr)
-    owner.register_buffer(attr, tensor)
 
 
 class LowerAttention:

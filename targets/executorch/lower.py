@@ -30,6 +30,7 @@ from torch.export import Dim
 
 from ...errors import ElmExportError
 from ...ir.decompose import remaining_elm_ops
+from ...ir.graph_edit import drop_unused_attributes
 from .attention import load_custom_ops
 from .quant import describe_weights
 
@@ -74,17 +75,8 @@ def prepare_graph(compiled, delegate: str, all_logits: bool = True, log=None) ->
     left = remaining_elm_ops(gm.graph)
     if left:
         raise ElmExportError(f"executorch: no lowering for {dict(left)}; use --quant none, int8, int4 or 8da4w")
-    _drop_unused_attributes(gm)
+    drop_unused_attributes(gm)  # weights the rewrites replaced must not be exported into the program
     return gm, rewrites, reports
-
-
-def _drop_unused_attributes(gm: torch.fx.GraphModule) -> None:
-    """Weights the rewrites replaced (fused projections, fp16 scales) must not be exported into the program."""
-    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
-    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
-        if name not in used:
-            owner_path, _, attr = name.rpartition(".")
-            delattr(gm.get_submodule(owner_path) if owner_path else gm, attr)
 
 
 def export_program(gm: torch.fx.GraphModule, max_seq_len: int) -> torch.export.ExportedProgram:

@@ -24,6 +24,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
+from ...ir.graph_edit import add_constant
 from ...ir.ops import ELM_OPS
 
 QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
@@ -100,8 +101,8 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, activations: bool = True,
             if packed_embedding and bits in (4, 8):
                 codes = q_node
                 if bits == 4:
-                    codes = _register(gm, q_node.target + "_packed4", pack_int4_rows(gm.get_buffer(q_node.target)))
-                scale = _register(gm, s_node.target + "_rows_f32", gm.get_buffer(s_node.target).float())
+                    codes = add_constant(gm, q_node.target + "_packed4", pack_int4_rows(gm.get_buffer(q_node.target)))
+                scale = add_constant(gm, s_node.target + "_rows_f32", gm.get_buffer(s_node.target).float())
                 node.target = embedding_4bit if bits == 4 else embedding_byte
                 node.args = (codes, scale, ids)
             else:
@@ -117,18 +118,9 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, activations: bool = True,
 def _scale_and_zero(gm, q_node, s_node, made):
     if q_node.target not in made:
         s = gm.get_buffer(s_node.target).float()
-        made[q_node.target] = (_register(gm, s_node.target + "_f32", s),
-                               _register(gm, s_node.target + "_zero", torch.zeros(s.shape, dtype=torch.int8)))
+        made[q_node.target] = (add_constant(gm, s_node.target + "_f32", s),
+                               add_constant(gm, s_node.target + "_zero", torch.zeros(s.shape, dtype=torch.int8)))
     return made[q_node.target]
-
-
-def _register(gm: torch.fx.GraphModule, target: str, tensor: torch.Tensor) -> torch.fx.Node:
-    """A new buffer next to the IR's and a get_attr node for it at the top of the graph."""
-    owner_path, _, attr = target.rpartition(".")
-    owner = gm.get_submodule(owner_path) if owner_path else gm
-    owner.register_buffer(attr, tensor)
-    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
-        return gm.graph.get_attr(target)
 
 
 SCHEMES = {

@@ -14,6 +14,7 @@ import operator
 
 import torch
 
+from ...ir.graph_edit import add_constant, constant_tensor
 from ...ir.ops import ELM_OPS
 
 aten = torch.ops.aten
@@ -69,23 +70,8 @@ def linear_parts(gm, lin, row_ranges) -> list[torch.fx.Node]:
         getters = []
         for t in tensors:
             src = constant_tensor(gm, t.target)
-            getters.append(register_constant(gm, f"{t.target}_rows{i}", src[a:b].clone()))
+            getters.append(add_constant(gm, f"{t.target}_rows{i}", src[a:b].clone()))
         args = (x, *getters, *lin.args[len(tensors) + 1:])
         with gm.graph.inserting_before(lin):
             out.append(gm.graph.call_function(lin.target, args))
     return out
-
-
-def constant_tensor(gm, target: str) -> torch.Tensor:
-    try:
-        return gm.get_parameter(target).detach()
-    except AttributeError:
-        return gm.get_buffer(target)
-
-
-def register_constant(gm, target: str, tensor: torch.Tensor) -> torch.fx.Node:
-    owner_path, _, attr = target.rpartition(".")
-    owner = gm.get_submodule(owner_path) if owner_path else gm
-    owner.register_buffer(attr, tensor)
-    with gm.graph.inserting_before(next(iter(gm.graph.nodes))):
-        return gm.graph.get_attr(target)

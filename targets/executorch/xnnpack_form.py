@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ...ir.ops import ELM_OPS
-from .split_projections import constant_tensor, register_constant, split_fused_ffn  # rewrite 1
+from ...ir.graph_edit import add_constant, constant_tensor
+from .split_projections import split_fused_ffn  # rewrite 1
 
 aten = torch.ops.aten
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
@@ -68,7 +69,7 @@ def rms_norm_mean_as_gemm(gm: torch.fx.GraphModule) -> int:
             d = node.args[0].meta["val"].shape[-1] if "val" in node.args[0].meta else None
             d = d if isinstance(d, int) else _norm_dim(gm, node)
             if d not in rows:
-                rows[d] = register_constant(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
+                rows[d] = add_constant(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
             node.target = rms_norm_for_xnnpack
             node.args = (*node.args[:3], rows[d])
             done += 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ElmExportError
+from ...ir.graph_edit import attribute
 from ...ir.program import IRProgram
 from ...passes.fuse_attention import require_fused
 from . import ops  # noqa: F401  (registers elm_onnx::)
@@ -134,17 +135,11 @@ def explicit_cache_form(ir: IRProgram) -> ExplicitCacheModule:
         raise ElmExportError(f"ONNX lowering: {user.name} still reads input_pos after attention was lowered")
     graph.erase_node(input_pos)
     # root = only the attributes the graph reads (torch.export would lift any other one as an input)
-    attrs = {n.target: _attr(ir.gm, n.target) for n in graph.nodes if n.op == "get_attr"
+    attrs = {n.target: attribute(ir.gm, n.target) for n in graph.nodes if n.op == "get_attr"
              and not n.target.startswith("onnx_rope_")}
     gm = torch.fx.GraphModule({**attrs, "onnx_rope_cos_half": cos_half, "onnx_rope_sin_half": sin_half}, graph)
     gm.graph.lint()
     return ExplicitCacheModule(gm, kv_heads, head_dim, ir.context, ir.cfg.vocab_size)
-
-
-def _attr(module: torch.nn.Module, target: str):
-    for part in target.split("."):
-        module = getattr(module, part)
-    return module
 
 
 def _half_rope_tables(ir: IRProgram) -> tuple[torch.Tensor, torch.Tensor]:

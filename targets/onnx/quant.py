@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ElmExportError
+from ...ir.graph_edit import add_constant
 from .ops import pack_codes
 
 MAX_BLOCK = 128
@@ -45,7 +46,6 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, accuracy_level: int) -> di
     qembed = torch.ops.elm.quantized_embedding.default
     packed: dict[str, tuple] = {}  # qweight attr -> (packed get_attr, scales get_attr, onnx block)
     counts = {"matmul_nbits": 0, "gather_nbits": 0, "shared_tables": 0}
-    first = next(iter(gm.graph.nodes))
 
     def lowered(q_node, s_node, ir_block, bits):
         key = q_node.target
@@ -59,12 +59,7 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, accuracy_level: int) -> di
         p = pack_codes(codes, bits, block)
         f = scales.float().repeat_interleave((ir_block or codes.shape[1]) // block, dim=1).reshape(-1).contiguous()
         base = q_node.target.removesuffix("_qweight")
-        getters = []
-        for suffix, t in (("onnx_packed", p), ("onnx_scales", f)):
-            owner_path, _, attr = f"{base}_{suffix}".rpartition(".")
-            (gm.get_submodule(owner_path) if owner_path else gm).register_buffer(attr, t)
-            with gm.graph.inserting_before(first):
-                getters.append(gm.graph.get_attr(f"{base}_{suffix}"))
+        getters = [add_constant(gm, f"{base}_{suffix}", t) for suffix, t in (("onnx_packed", p), ("onnx_scales", f))]
         packed[key] = (*getters, block)
         return packed[key]
 

@@ -43,6 +43,9 @@ class OnnxOptions(TargetOptions):
                                  "generator samples only that row, and prefill skips T-1 rows of the vocab-wide "
                                  "head; logits [1, 1, vocab]); all: logits for every fed position (teacher-forced "
                                  "scoring, speculative decoding in one call)", choices=("all", "last"))
+    threads: int | None = option(None, "intra-op threads onnxruntime-genai runs the model with, written into "
+                                       "genai_config.json (default: onnxruntime's choice, one per physical core)",
+                                 minimum=1, metavar="N")
 
     def check(self, context: int | None) -> None:
         if context is not None and context < MIN_CONTEXT:
@@ -94,7 +97,7 @@ def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
     with write_package(out_dir) as tmp:
         model_files = save(onnx_program, tmp / MODEL_FILE)
         del onnx_program
-        genai_files = write_genai_files(tmp, cfg, form, MODEL_FILE, compiled.loaded.tokenizer)
+        genai_files = write_genai_files(tmp, cfg, form, MODEL_FILE, options.threads)
         ort_check = _check_onnxruntime(ir, tmp / MODEL_FILE)
         log(f"onnx: onnxruntime vs IR max abs logit err {ort_check['max_abs_err']:.3g}, "
             f"top-1 {ort_check['top1_agreement']:.3f}")

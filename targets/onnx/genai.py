@@ -1,4 +1,5 @@
-"""genai_config.json (+ tokenizer_config.json): what onnxruntime-genai needs to run the package with its generator.
+"""genai_config.json: what onnxruntime-genai needs to run the package with its generator (its tokenizer reads the
+tokenizer_config.json every package carries, elmexport/hf_files.py).
 
 The decoder takes `attention_mask` (its length gives the past length; positions are computed inside
 GroupQueryAttention) and writes the new KV rows into the buffer it reads (`past_present_share_buffer: true`:
@@ -15,8 +16,13 @@ from ... import strict_json
 from .form import ExplicitCacheModule
 
 
-def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2) -> dict:
+def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int | None = None) -> dict:
+    """`threads` None leaves intra-op threads to onnxruntime (one per physical core of the device that runs the
+    package), which is what an app shipped to many devices wants; a number pins it (benchmarks, shared servers)."""
     eos = list(cfg.eos_token_ids)
+    session = {"log_id": "onnxruntime-genai", "provider_options": []}
+    if threads is not None:
+        session["intra_op_num_threads"] = threads
     return {
         "model": {
             "type": "decoder",
@@ -26,8 +32,7 @@ def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2
             "context_length": form.context,
             "vocab_size": cfg.vocab_size,
             "decoder": {
-                "session_options": {"log_id": "onnxruntime-genai", "intra_op_num_threads": threads,
-                                    "provider_options": []},
+                "session_options": session,
                 "filename": filename,
                 "head_size": cfg.head_dim,
                 "hidden_size": cfg.model_dim,
@@ -50,27 +55,7 @@ def genai_config(cfg, form: ExplicitCacheModule, filename: str, threads: int = 2
     }
 
 
-def tokenizer_config(cfg, tokenizer) -> dict:
-    """The HF-style tokenizer_config.json onnxruntime-genai's tokenizer reads beside tokenizer.json."""
-    tok = tokenizer.tokenizer
-
-    def token(i):
-        return tok.id_to_token(i) if i is not None and i < tok.get_vocab_size() else None
-
-    return {
-        "tokenizer_class": "LlamaTokenizer" if cfg.family == "openelm" else "GPT2Tokenizer",
-        "bos_token": token(cfg.bos_token_id),
-        "eos_token": token(cfg.eos_token_ids[0]),
-        "add_bos_token": bool(tokenizer.add_bos),
-        "add_eos_token": False,
-        "model_max_length": cfg.max_context_length,
-    }
-
-
-def write_genai_files(out_dir: Path, cfg, form: ExplicitCacheModule, filename: str, tokenizer) -> list[str]:
-    (out_dir / "genai_config.json").write_text(strict_json.dumps(genai_config(cfg, form, filename)))
-    written = ["genai_config.json"]
-    if tokenizer is not None:
-        (out_dir / "tokenizer_config.json").write_text(strict_json.dumps(tokenizer_config(cfg, tokenizer)))
-        written.append("tokenizer_config.json")
-    return written
+def write_genai_files(out_dir: Path, cfg, form: ExplicitCacheModule, filename: str,
+                      threads: int | None = None) -> list[str]:
+    (out_dir / "genai_config.json").write_text(strict_json.dumps(genai_config(cfg, form, filename, threads)))
+    return ["genai_config.json"]

@@ -251,7 +251,24 @@ def test_package_layout_and_genai_config(fp32_package):
     assert dec["inputs"]["past_key_names"] == "past_key_values.%d.key"
     assert dec["inputs"]["attention_mask"] == "attention_mask"
     assert genai["model"]["context_length"] == 64 and genai["search"]["past_present_share_buffer"] is True
+    assert "intra_op_num_threads" not in dec["session_options"]  # onnxruntime picks, unless --threads says
     assert manifest["random_weights"] is True and manifest["target"] == "onnx"
+
+
+def test_threads_option_is_written_for_onnxruntime_genai():
+    from elmexport.targets.onnx import OnnxOptions
+    from elmexport.targets.onnx.genai import genai_config
+
+    from types import SimpleNamespace
+
+    form = SimpleNamespace(context=64, kv_heads=[1, 2])
+    cfg = SimpleNamespace(eos_token_ids=[2], bos_token_id=1, vocab_size=10, head_dim=8, model_dim=16,
+                          num_query_heads=[2, 2], num_layers=2)
+    assert OnnxOptions(threads=3).threads == 3
+    session = genai_config(cfg, form, "model.onnx", threads=3)["model"]["decoder"]["session_options"]
+    assert session["intra_op_num_threads"] == 3
+    with pytest.raises(Exception, match="threads"):
+        OnnxOptions(threads=0)
 
 
 def test_onnxruntime_genai_runs_the_package(int4_package):

@@ -125,3 +125,17 @@ def test_tokenizer_check_compares_token_strings_and_specials(tmp_path, llama2_st
     folder, manifest = _fake(tmp_path, "none", llama2_style_tokenizer, tokenizer=None)
     with pytest.raises(ElmExportError, match="--tokenizer"):
         tokenizer_check(*target, folder, manifest)
+
+
+def test_amd_llama_presets_follow_the_model_card():
+    """AMD-Llama-135M: 12 layers, d 768, 12 heads (12 kv), FFN 2048, Llama-2 vocab, untied head: 134.1M params."""
+    from elmexport.models.config import get_preset, preset_names
+
+    for name, repo in (("amd-llama-135m", "amd/AMD-Llama-135m"), ("amd-llama-135m-code", "amd/AMD-Llama-135m-code")):
+        assert name in preset_names()
+        cfg = get_preset(name)
+        assert (cfg.family, cfg.num_layers, cfg.model_dim, cfg.vocab_size, cfg.max_context_length) == \
+            ("llama", 12, 768, 32000, 2048)
+        assert set(cfg.num_query_heads) == {12} and set(cfg.num_kv_heads) == {12} and set(cfg.ffn_dims) == {2048}
+        assert not cfg.tie_word_embeddings and not cfg.qk_norm and cfg.hf_repo == repo
+        assert cfg.num_parameters == 134_105_856

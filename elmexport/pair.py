@@ -93,6 +93,7 @@ def export_pair(target: str, draft: str, to: str, *, k: int = 4, target_quant: s
     from .manifest import read_manifest
     from .package import FORMAT_VERSION, checksums, claim_output, write_package
     from .speculative import check_k
+    from .targets.registry import target_entry
     from .weights.config_only import config_without_weights
     from .weights.spec import ModelSpec
 
@@ -114,6 +115,8 @@ def export_pair(target: str, draft: str, to: str, *, k: int = 4, target_quant: s
         raise PairError(f"--context {pair_context} is shorter than the k + 1 = {k + 1} tokens the target verifies "
                         f"at once; give a larger --context or a smaller --k")
     quants = {"target": target_quant, "draft": draft_quant}
+    for quant in quants.values():
+        target_entry(to).quant_config(quant)  # a preset the runtime cannot run is refused before any export
     names = {role: f"{role}-{cfgs[role].name}-{quants[role]}" for role in cfgs}
     out = out if out is not None else f"dist/pair-{cfgs['target'].name}-{cfgs['draft'].name}-{to}"
     estimate = sum(estimate_package_bytes(cfg.num_parameters, 16) for cfg in cfgs.values())

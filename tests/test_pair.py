@@ -85,6 +85,7 @@ def test_cli_refusals_are_one_line(tmp_path):
         ("openelm-tiny", ["--to", "tflite"], "not a pair runtime"),
         ("smollm2-135m-instruct", ["--to", "onnx"], "different vocabularies"),
         ("openelm-tiny", ["--to", "onnx", "--context", "3", "--k", "4"], "k + 1"),
+        ("openelm-tiny", ["--to", "executorch", "--draft-quant", "palettize4"], "cannot run on executorch"),
     ]
     for draft, extra, message in cases:
         out = run("pair", "--target", "openelm-tiny", "--draft", draft, "--random-weights",

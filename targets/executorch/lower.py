@@ -31,6 +31,7 @@ from torch.export import Dim
 from ...errors import ElmExportError
 from ...ir.decompose import remaining_elm_ops
 from ...ir.graph_edit import drop_unused_attributes
+from ...progress import step
 from .attention import load_custom_ops
 from .quant import describe_weights
 
@@ -118,7 +119,8 @@ def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log
                else "[batch, kv_head, position, head_dim]"}
               for n, b in sorted(gm.named_buffers(), key=lambda nb: _layer_order(nb[0]))
               if n.endswith(("k_cache", "v_cache"))]
-    ep = export_program(gm, max_seq_len)
+    with step("torch.export of the rewritten graph", log):
+        ep = export_program(gm, max_seq_len)
     if delegate == "coreml":
         ep = ep.run_decompositions({})
     exported = Counter(_op_name(n.target) for n in ep.graph.nodes if n.op == "call_function")
@@ -126,10 +128,11 @@ def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log
     shape = f"T dynamic in [1, {max_seq_len}]" if max_seq_len > 1 else "T = 1"
     log(f"exported forward ({shape}) in {seconds['export']:.1f} s; rewrites {rewrites}")
     t0 = time.perf_counter()
-    edge = to_edge_transform_and_lower(
-        ep, partitioner=partitioners(delegate), constant_methods=constant_methods,
-        compile_config=EdgeCompileConfig(_check_ir_validity=False),
-    )
+    with step(f"lowering to {delegate} (the longest step: minutes for a 135M model)", log):
+        edge = to_edge_transform_and_lower(
+            ep, partitioner=partitioners(delegate), constant_methods=constant_methods,
+            compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        )
     seconds["lower"] = round(time.perf_counter() - t0, 1)
     ops = op_report(edge.exported_program())
     check_delegated(exported, ops, delegate)
@@ -137,7 +140,8 @@ def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log
         f"{ops['delegate_calls']} delegate calls ({ops['delegated'].get('linear', 0)} linears), "
         f"{ops['portable_total']} ops on portable/custom kernels")
     t0 = time.perf_counter()
-    program = edge.to_executorch(ExecutorchBackendConfig())
+    with step("serialising the program", log):
+        program = edge.to_executorch(ExecutorchBackendConfig())
     seconds["serialize"] = round(time.perf_counter() - t0, 1)
     return Lowered(program, rewrites, describe_weights(rewrites, delegate), states, ops, seconds, reports)
 

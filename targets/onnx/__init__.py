@@ -75,6 +75,7 @@ def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
     from ...package import base_manifest, finish_manifest, pass_records, write_package
     from ...pipeline import run_target_passes
     from .genai import write_genai_files
+    from ...progress import step
     from .to_onnx import export_onnx, io_specs, op_counts, save
 
     ir, cfg = compiled.ir, compiled.loaded.cfg
@@ -89,7 +90,8 @@ def export(compiled, options: OnnxOptions, out_dir, log) -> dict:
     quant_counts = changed["onnx::matmul_nbits"]
     log(f"onnx: GroupQueryAttention graph, {form.num_layers} layers, KV heads per layer {form.kv_heads}, "
         f"{skip_norms} skip norms; weights lowered: {quant_counts}")
-    onnx_program = export_onnx(form)
+    with step("torch.onnx export", log):
+        onnx_program = export_onnx(form)
     after = op_counts(onnx_program.model)
     inputs, outputs = io_specs(onnx_program.model)
     log(f"onnx: exported in {time.perf_counter() - t0:.0f} s: {_short_counts(after)}")

@@ -148,7 +148,19 @@ def validate(package: str | Path | Package, *, text: str | Path | None = None, p
     if text is not None:
         options.text = Path(text)
     options.check()
+    _refuse_pair_folder(Path(package))
     return Report(validate_package(Path(package), options, log=log or _quiet))
+
+
+def _refuse_pair_folder(path: Path) -> None:
+    """A speculative pair folder holds two packages; validation takes one package at a time (the pair's own checks
+    are its greedy equality, which `elmexport generate PAIR` and the tests exercise)."""
+    from .pair import PAIR_FILE
+
+    if (path / PAIR_FILE).is_file():
+        inner = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise ElmExportError(f"{path} is a speculative pair, not a package: validate its packages one by one "
+                             f"({', '.join(str(path / n) for n in inner)})")
 
 
 # -------------------------------------------------------------------------------------------------------- load

@@ -73,6 +73,12 @@ def test_generate_pair_dir_prints_the_pair_numbers(onnx_pair):
     assert out.returncode == 2 and "greedily" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_validate_on_a_pair_folder_names_its_packages(onnx_pair):
+    out = run("validate", str(onnx_pair))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "speculative pair" in out.stderr and "target-" in out.stderr and out.stderr.strip().count("\n") == 0
+
+
 def test_existing_pair_is_replaced_only_with_overwrite(onnx_pair, llama2_style_tokenizer):
     with pytest.raises(DestinationError, match="--overwrite"):
         export_pair("openelm-tiny", "openelm-tiny", "onnx", out=onnx_pair, context=CONTEXT, random_weights=True,

@@ -18,7 +18,8 @@ from .errors import ElmExportError
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--size", help="OpenELM size shorthand: 270M, 450M, 1.1B (or 1_1B), 3B -> the base preset")
-    g.add_argument("--model", help="preset name (see `elmexport info --list`); default smollm2-135m-instruct")
+    g.add_argument("--model", help="a preset (see `elmexport info --list`), a local checkpoint (HF folder or .gguf) "
+                                    "or a hub id org/name; default smollm2-135m-instruct")
     g.add_argument("--weights", metavar="PATH", help="HF directory (config.json + safetensors, sharded ok) or .gguf")
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (marked in every artifact)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed for --random-weights and sampling (default 0)")

@@ -31,6 +31,10 @@ class LoadedModel:
 
 def load_model(spec: ModelSpec, log=print) -> LoadedModel:
     preset = spec.preset_name()
+    if spec.hub_id:
+        if spec.random_weights:
+            raise ConfigError(f"--model {spec.hub_id} names a checkpoint; --random-weights takes a preset")
+        return _from_path(hub_checkpoint(spec.hub_id, log), None, spec, log)
     if spec.weights:
         if spec.random_weights:
             raise ConfigError("--weights and --random-weights exclude each other; pick one")
@@ -59,6 +63,16 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
         )
     log(f"weights for {name} from {how}: {local}")
     return _from_path(local, name, spec, log)
+
+
+def hub_checkpoint(repo: str, log=print) -> Path:
+    """An HF checkpoint folder for a hub id: the local HF cache first, then a download (hub.py)."""
+    local, how = hub_snapshot(repo, ["config.json", "*.safetensors", "*.json"])
+    if local is None:
+        raise WeightsError(f"--model {repo}: not in the HF cache and not downloadable ({how}); pass a local "
+                           f"checkpoint (--model PATH) or fill the cache with `huggingface-cli download {repo}`")
+    log(f"checkpoint {repo} from {how}: {local}")
+    return local
 
 
 def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedModel:

@@ -23,6 +23,16 @@ def _quiet(*_):
     pass
 
 
+def _use_hf_cache(monkeypatch, root) -> None:
+    """Point the real client at `root`, offline. huggingface_hub reads HF_HUB_CACHE once, when it is first
+    imported, so an earlier test's import would otherwise pin the default cache."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+
+
 def _hf_cache(root):
     """The layout huggingface_hub's cache uses: models--org--name/{refs/main, snapshots/<commit>/files}."""
     repo_dir = root / f"models--{REPO.replace('/', '--')}"
@@ -54,8 +64,7 @@ def test_a_local_folder_is_a_checkpoint_with_its_own_config(tmp_path):
 
 
 def test_a_hub_id_loads_from_the_hf_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(_hf_cache(tmp_path / "hub")))
+    _use_hf_cache(monkeypatch, _hf_cache(tmp_path / "hub"))
     spec = ModelSpec(model=REPO, tokenizer_mode="skip", context=32)
     assert spec.hub_id == REPO
     loaded = load_model(spec, log=_quiet)
@@ -73,7 +82,6 @@ def test_a_hub_id_offline_and_not_cached_is_one_line(tmp_path, monkeypatch):
                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "nobody/nothing" in res.stderr and res.stderr.strip().count("\n") == 0
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    _use_hf_cache(monkeypatch, tmp_path / "empty")
     with pytest.raises(WeightsError, match="HF cache"):
         load_model(ModelSpec(model="nobody/nothing", tokenizer_mode="skip"), log=_quiet)

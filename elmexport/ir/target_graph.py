@@ -36,6 +36,11 @@ class TargetGraph(IRProgram):
     def from_ir(cls, ir: IRProgram, target: str) -> "TargetGraph":
         return cls(gm=shallow_copy(ir.gm), cfg=ir.cfg, context=ir.context, target=target)
 
+    def use_explicit_cache(self, form) -> None:
+        """Switch to the explicit-cache calling convention: `form` (ExplicitCacheModule) wraps the new graph."""
+        self.gm, self.explicit = form.gm, form
+        self.reset_cache()
+
     def reset_cache(self) -> None:
         if self.explicit is not None:
             self._buffers = self.explicit.kv_buffers()
@@ -50,8 +55,6 @@ class TargetGraph(IRProgram):
     def _call_graph(self, ids: list[int], start_pos: int) -> torch.Tensor:
         x = torch.tensor([ids], dtype=torch.long)
         if self.explicit is not None:
-            if not self._buffers:
-                self._buffers = self.explicit.kv_buffers()
             logits, self._buffers = self.explicit(x, start_pos, self._buffers)
             return logits[0].float()
         out = self.gm(x, torch.arange(start_pos, start_pos + len(ids), dtype=torch.long))
@@ -61,6 +64,6 @@ class TargetGraph(IRProgram):
         rows = self._call(ids, start_pos)
         if rows.shape[0] == len(ids):
             return rows
-        # a last-position graph answered one row: feed the rest one token per call, from the start again
-        self.reset_cache()
+        # a last-position graph answered one row: feed the tokens again one per call; each call rewrites the cache
+        # slot of its own position, so what the first call wrote there is replaced, not read twice
         return torch.cat([self._call([t], start_pos + i) for i, t in enumerate(ids)])

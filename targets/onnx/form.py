@@ -185,5 +185,5 @@ class ExplicitCache:
 
     def run(self, program) -> dict[str, int]:
         form = explicit_cache_form(program)
-        program.gm, program.explicit = form.gm, form
+        program.use_explicit_cache(form)
         return {"group_query_attention": len(form.kv_heads)}

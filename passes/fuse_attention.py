@@ -112,7 +112,7 @@ def _match(gm, sdpa, input_pos) -> dict:
             or output is None or output.target not in _VIEWS:
         raise Unmatched("the output is not transposed back to [1, T, Hq hd]")
     scale = sdpa.kwargs.get("scale") or head_dim ** -0.5
-    if sdpa.kwargs.get("enable_gqa", False) != (n_q != n_kv) and n_q != n_kv:
+    if n_q != n_kv and not sdpa.kwargs.get("enable_gqa", False):
         raise Unmatched("grouped heads without enable_gqa")
     args = (view.args[0], k_cache, v_cache, input_pos, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv,
             float(eps), float(scale))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..models.transformer import apply_rope
+
 
 # ---------------------------------------------------------------------------------------------------- RMSNorm
 @torch.library.custom_op("elm::rms_norm", mutates_args=())
@@ -127,19 +129,13 @@ def split_heads(qkv: Tensor, n_q: int, n_kv: int, head_dim: int) -> tuple[Tensor
     return q, k, v
 
 
-def rotate_half_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """NeoX (rotate-half) RoPE: x [B, H, T, hd], cos/sin [T, hd] (the model's tables at the fed positions)."""
-    from ..models.transformer import apply_rope  # the model's own formula: the kernel cannot drift from it
-
-    return apply_rope(x, cos, sin)
-
-
 def normed_rotated_qkv(qkv, cos, sin, q_norm_weight, k_norm_weight, n_q, n_kv, norm_eps, head_dim):
-    """q, k after the optional per-head RMSNorm and RoPE, and v: everything attention does before the cache."""
+    """q, k after the optional per-head RMSNorm and RoPE, and v: everything attention does before the cache.
+    RoPE is the model's own apply_rope (rotate-half, cos/sin [T, hd]), so the kernel cannot drift from it."""
     q, k, v = split_heads(qkv, n_q, n_kv, head_dim)
     if q_norm_weight is not None:
         q, k = rms_norm_kernel(q, q_norm_weight, norm_eps), rms_norm_kernel(k, k_norm_weight, norm_eps)
-    return rotate_half_rope(q, cos, sin), rotate_half_rope(k, cos, sin), v
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
 def causal_cache_mask(input_pos: Tensor, context: int) -> Tensor:

@@ -64,15 +64,15 @@ def lowered_graph(compiled, log=None):
     return run_target_passes(compiled, "coreml", PIPELINE, None, log or (lambda *_: None))
 
 
-def convert_entry(ir, entry: str, chunk: int | None, log, lowered=None):
-    """torch.export the entry from the lowered IR graph, convert to an fp16 ML Program."""
+def convert_entry(ir, entry: str, chunk: int | None, log, lowered):
+    """torch.export the entry from the lowered IR graph (`lowered_graph`'s result), convert to an fp16 ML Program."""
     from .lowering import register_lowerings, reset_shared_weights
 
     ct = import_coremltools()
     register_lowerings()
     reset_shared_weights()
     t0 = time.perf_counter()
-    program, reports = lowered or lowered_graph(ir)
+    program, reports = lowered
     attention = reports[0].changed["attention_lowered"]
     ep = ir.export(entry, chunk=chunk, gm=program.gm).run_decompositions({})
     with quiet_coremltools():

@@ -64,11 +64,10 @@ def prepare_graph(compiled, delegate: str, all_logits: bool = True, log=None) ->
                                                                                       list]:
     """The target pipeline on a copy of the IR (a CompiledModel or an IRProgram): a graph with no elm ops left,
     the rewrite counts and the pass reports."""
-    from types import SimpleNamespace
-
     from ...pipeline import run_target_passes
+    from . import ExecuTorchOptions
 
-    options = SimpleNamespace(delegate=delegate)
+    options = ExecuTorchOptions(delegate=delegate)  # what the passes read of the options: the delegate
     program, reports = run_target_passes(compiled, "executorch", pipeline(delegate, all_logits), options,
                                          log or (lambda *_: None))
     gm = program.gm

@@ -55,23 +55,20 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
         return loaded
     if cfg.hf_repo is None:
         raise WeightsError(f"{name} has no published checkpoint; use --random-weights or --weights PATH")
-    local, how = hub_snapshot(cfg.hf_repo, ["config.json", "*.safetensors", "*.json"])
-    if local is None:
-        raise WeightsError(
-            f"no weights for {name}: {cfg.hf_repo} is not in the HF cache and the hub is unreachable ({how}); "
-            f"pass --weights PATH (HF directory or .gguf) or use --random-weights"
-        )
-    log(f"weights for {name} from {how}: {local}")
-    return _from_path(local, name, spec, log)
+    return _from_path(hub_checkpoint(cfg.hf_repo, log, preset=name), name, spec, log)
 
 
-def hub_checkpoint(repo: str, log=print) -> Path:
-    """An HF checkpoint folder for a hub id: the local HF cache first, then a download (hub.py)."""
+def hub_checkpoint(repo: str, log=print, preset: str | None = None) -> Path:
+    """An HF checkpoint folder for a hub repo: the local HF cache first, then a download (hub.py). The refusal
+    says what the user can pass instead: other weights for a preset, a local checkpoint for a bare hub id."""
     local, how = hub_snapshot(repo, ["config.json", "*.safetensors", "*.json"])
+    if local is None and preset:
+        raise WeightsError(f"no weights for {preset}: {repo} is not in the HF cache and the hub is unreachable "
+                           f"({how}); pass --weights PATH (HF directory or .gguf) or use --random-weights")
     if local is None:
         raise WeightsError(f"--model {repo}: not in the HF cache and not downloadable ({how}); pass a local "
                            f"checkpoint (--model PATH) or fill the cache with `huggingface-cli download {repo}`")
-    log(f"checkpoint {repo} from {how}: {local}")
+    log(f"weights for {preset or repo} from {how}: {local}")
     return local
 
 

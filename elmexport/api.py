@@ -155,9 +155,9 @@ def validate(package: str | Path | Package, *, text: str | Path | None = None, p
 def _refuse_pair_folder(path: Path) -> None:
     """A speculative pair folder holds two packages; validation takes one package at a time (the pair's own checks
     are its greedy equality, which `elmexport generate PAIR` and the tests exercise)."""
-    from .pair import PAIR_FILE
+    from .pair import is_pair
 
-    if (path / PAIR_FILE).is_file():
+    if is_pair(path):
         inner = sorted(p.name for p in path.iterdir() if p.is_dir())
         raise ElmExportError(f"{path} is a speculative pair, not a package: validate its packages one by one "
                              f"({', '.join(str(path / n) for n in inner)})")
@@ -179,16 +179,22 @@ class LoadedPackage:
                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                  seed: int = 0, on_text: Callable[[str], None] | None = None):
         """Greedy by default; returns a GenerationResult (`.text`, `.tokens`, speeds)."""
-        from .chat import render_chat
         from .generation import SamplingOptions, generate
+
+        options = SamplingOptions(temperature, top_k, top_p, repetition_penalty, seed)
+        return generate(self.runner, self.tokenizer, self.prompt_ids(prompt, chat=chat, system=system),
+                        max_new_tokens, options, on_text=on_text)
+
+    def prompt_ids(self, prompt: str, *, chat: bool = True, system: str | None = None) -> list[int]:
+        """The prompt as this package's model reads it: rendered with its chat template (unless chat=False, or the
+        model has none), then tokenized."""
+        from .chat import render_chat
 
         messages = [{"role": "user", "content": prompt}]
         if system:
             messages.insert(0, {"role": "system", "content": system})
         text = render_chat(self.chat_template if chat else None, messages, self.system_prompt)
-        options = SamplingOptions(temperature, top_k, top_p, repetition_penalty, seed)
-        return generate(self.runner, self.tokenizer, self.tokenizer.encode(text), max_new_tokens, options,
-                        on_text=on_text)
+        return self.tokenizer.encode(text)
 
 
 def load(package: str | Path | Package) -> LoadedPackage:

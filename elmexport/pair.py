@@ -187,15 +187,11 @@ class LoadedPair:
     def generate(self, prompt: str, *, max_new_tokens: int = 64, k: int | None = None, chat: bool = True,
                  system: str | None = None, on_text: Callable[[str], None] | None = None):
         """Greedy speculative decoding; returns a SpeculativeResult (tokens, acceptance, tokens per target call)."""
-        from .chat import render_chat
         from .speculative import speculative_generate
 
-        messages = [{"role": "user", "content": prompt}]
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
         tokenizer = self.target.tokenizer
-        text = render_chat(self.target.chat_template if chat else None, messages, self.target.system_prompt)
-        return speculative_generate(self.target.runner, self.draft.runner, tokenizer.encode(text), max_new_tokens,
+        return speculative_generate(self.target.runner, self.draft.runner,
+                                    self.target.prompt_ids(prompt, chat=chat, system=system), max_new_tokens,
                                     k=k if k is not None else self.pair["k"], eos_ids=tokenizer.eos_token_ids,
                                     tokenizer=tokenizer, on_text=on_text)
 

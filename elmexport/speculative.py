@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ElmExportError
+from .generation import TextStream, new_token_budget
 from .validation.runner import last_logits
 
 
@@ -78,32 +79,22 @@ def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: i
     `on_text` receives decoded pieces as they become stable.
     """
     k = check_k(k)
-    if not prompt_ids:
-        raise ElmExportError("the prompt is empty after tokenization; give a non-empty --prompt")
     context = min(target.context, draft.context)
-    budget = context - len(prompt_ids)
-    if budget <= 0:
-        raise ElmExportError(f"prompt of {len(prompt_ids)} tokens does not fit the pair's context of {context}; "
-                             f"shorten it or export the pair with a larger --context")
-    max_new_tokens = min(max_new_tokens, budget)
+    max_new_tokens = new_token_budget(prompt_ids, context, max_new_tokens, "the pair's context",
+                                      "export the pair")
     eos = set(eos_ids)
     result = SpeculativeResult(list(prompt_ids), k)
     seq = list(prompt_ids)
-    printed = ""
+    stream = TextStream(tokenizer, on_text)
 
     def emit(token: int) -> bool:
         """Append one target token; False when generation must stop."""
-        nonlocal printed
         if token in eos:
             result.stopped_by = "eos"
             return False
         result.tokens.append(token)
         seq.append(token)
-        if tokenizer is not None and on_text:
-            text = tokenizer.decode(result.tokens)
-            if not text.endswith("\ufffd"):  # hold back half of a multi-byte character
-                on_text(text[len(printed):])
-                printed = text
+        stream.update(result.tokens)
         return len(result.tokens) < max_new_tokens
 
     target.reset()
@@ -147,7 +138,5 @@ def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: i
                 break
     result.decode_seconds = time.perf_counter() - t1
     if tokenizer is not None:
-        result.text = tokenizer.decode(result.tokens)
-        if on_text and result.text != printed:
-            on_text(result.text[len(printed):])
+        result.text = stream.finish(result.tokens)
     return result

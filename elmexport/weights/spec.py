@@ -59,7 +59,8 @@ class ModelSpec:
             self.model, self.weights = None, path
             return
         if ref.count("/") == 1 and all(ref.split("/")):
-            by_repo = {get_preset(n).hf_repo.lower(): n for n in preset_names() if get_preset(n).hf_repo}
+            repos = {n: get_preset(n).hf_repo for n in preset_names()}
+            by_repo = {repo.lower(): n for n, repo in repos.items() if repo}
             if ref.lower() in by_repo:
                 self.model = by_repo[ref.lower()]
             else:

@@ -39,7 +39,7 @@ from ...ir.ops import ELM_OPS
 from ...passes.fuse_attention import require_fused
 from ...ir.graph_edit import add_constant, replace_buffer
 from .split_projections import is_linear, linear_parts
-from .xnnpack_form import rms_norm_for_xnnpack
+from .xnnpack_form import add_mean_row, rms_norm_for_xnnpack
 
 aten = torch.ops.aten
 
@@ -96,8 +96,7 @@ def lower_attention(gm: torch.fx.GraphModule, context: int) -> dict[str, int]:
     input_pos = first.args[3]
     head_dim = gm.get_buffer(first.args[1].target).shape[-1]
     rotate = add_constant(gm, f"rotate_half_{head_dim}", rotate_half_matrix(head_dim))
-    mean_row = add_constant(gm, f"rms_mean_row_{head_dim}", torch.full((1, head_dim), 1.0 / head_dim)) \
-        if first.args[6] is not None else None
+    mean_row = add_mean_row(gm, head_dim) if first.args[6] is not None else None  # q/k norms (OpenELM)
     with graph.inserting_before(first):
         start = graph.call_function(start_position, (input_pos, context))
     token_major: dict = {}  # cos/sin node -> its [T, 1, hd] form, made once

@@ -28,6 +28,11 @@ aten = torch.ops.aten
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
+def add_mean_row(gm: torch.fx.GraphModule, width: int) -> torch.fx.Node:
+    """The constant [1, width] row of 1/width that rms_norm_for_xnnpack takes the mean with."""
+    return add_constant(gm, f"rms_mean_row_{width}", torch.full((1, width), 1.0 / width))
+
+
 def rms_norm_for_xnnpack(x, weight, eps: float, mean_row):
     """elm.rms_norm for an fp32 XNNPACK program: x * rsqrt(mean(x^2) + eps) * w, the mean as x^2 @ mean_row.T."""
     out = x * torch.rsqrt(F.linear(x * x, mean_row) + eps)
@@ -69,7 +74,7 @@ def rms_norm_mean_as_gemm(gm: torch.fx.GraphModule) -> int:
             d = node.args[0].meta["val"].shape[-1] if "val" in node.args[0].meta else None
             d = d if isinstance(d, int) else _norm_dim(gm, node)
             if d not in rows:
-                rows[d] = add_constant(gm, f"rms_mean_row_{d}", torch.full((1, d), 1.0 / d))
+                rows[d] = add_mean_row(gm, d)
             node.target = rms_norm_for_xnnpack
             node.args = (*node.args[:3], rows[d])
             done += 1

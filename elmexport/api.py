@@ -55,14 +55,17 @@ def export(model: str | None = None, target: str = "onnx", *, quant: str = "none
            overwrite: bool = False, size: str | None = None, weights: str | Path | None = None,
            random_weights: bool = False, seed: int = 0, tokenizer: str | Path | None = None,
            context: int | None = None, passes: list[str] | None = None, dump_ir: str | Path | None = None,
-           log: Callable[..., None] | None = None, **target_options) -> Package:
+           cache: bool | None = None, log: Callable[..., None] | None = None, **target_options) -> Package:
     """Export `model` (a preset name; default the offline SmolLM2-135M-Instruct) to `target` and return the package.
 
     `target_options` are the target's own options (the fields of its OPTIONS dataclass, the same names as its CLI
     flags: `elmexport onnx --help`), e.g.
     `accuracy_level=0` for ONNX or `prefill_chunk=32` for Core ML. The destination is checked and locked before
-    anything slow runs; an existing package there is replaced only with `overwrite=True`.
+    anything slow runs; an existing package there is replaced only with `overwrite=True`. A finished package from an
+    identical earlier export is reused from the cache (artifact_cache.py) unless `cache=False` or `dump_ir` is
+    asked for (the dump comes from a build).
     """
+    from . import artifact_cache
     from .destination import estimate_package_bytes
     from .manifest import read_manifest
     from .package import claim_output
@@ -86,12 +89,23 @@ def export(model: str | None = None, target: str = "onnx", *, quant: str = "none
     t0 = time.perf_counter()
     with claim_output(out, overwrite=overwrite, protected=(spec.weights, spec.tokenizer),
                       estimated_bytes=estimate_package_bytes(cfg.num_parameters, qconfig.default.bits)) as out:
-        compiled = build_ir(spec, qconfig, passes, None if dump_ir is None else str(dump_ir), log=log)
-        if log is not _quiet:
-            print_pass_table(compiled.reports)
-        compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's copies
-        gc.collect()
-        entry.module.export(compiled, options, out, log)
+        use_cache = artifact_cache.enabled(cache) and dump_ir is None
+        def key() -> str | None:
+            return artifact_cache.export_key(spec, target, options.to_dict(), qconfig.to_dict(), passes)
+
+        cached = artifact_cache.lookup(key(), log) if use_cache else None
+        if cached is not None:
+            artifact_cache.restore(cached, out)
+            log(f"reused the cached build of this exact export ({cached}); --no-cache rebuilds")
+        else:
+            compiled = build_ir(spec, qconfig, passes, None if dump_ir is None else str(dump_ir), log=log)
+            if log is not _quiet:
+                print_pass_table(compiled.reports)
+            compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's
+            gc.collect()
+            entry.module.export(compiled, options, out, log)
+            if use_cache:  # the key again: a download during the build may have made the model's files local
+                artifact_cache.store(key(), out, log)
     package = Package(out, read_manifest(out))
     log(f"wrote {out}/ ({package.size_bytes / 2**20:.1f} MiB, {time.perf_counter() - t0:.0f} s): "
         f"{', '.join(package.files)}")

@@ -142,9 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", metavar="DIR", help="package directory (default: dist/<model>-<target>-<quant>); "
                                                     "must be new, empty, or a package (with --overwrite)")
         p.add_argument("--overwrite", action="store_true", help="replace the package already at --out")
+        add_cache_option(p)
         target.options.add_flags(p, name)
         p.set_defaults(func=_cmd_export, target=name)
     return parser
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="build afresh instead of reusing the cached package of an identical earlier export "
+                        "(cache: ~/.cache/elmexport/packages or $ELMEXPORT_CACHE/packages)")
 
 
 def add_compile_options(p: argparse.ArgumentParser) -> None:
@@ -245,7 +252,8 @@ def _cmd_export(args) -> int:
     options = target_entry(args.target).options.from_namespace(args)
     export(args.model, args.target, quant=args.quant, out=args.out, overwrite=args.overwrite, size=args.size,
            weights=args.weights, random_weights=args.random_weights, seed=args.seed, tokenizer=args.tokenizer,
-           context=args.context, passes=args.passes, dump_ir=args.dump_ir, log=console.log, **options.to_dict())
+           context=args.context, passes=args.passes, dump_ir=args.dump_ir, cache=False if args.no_cache else None,
+           log=console.log, **options.to_dict())
     return 0
 
 

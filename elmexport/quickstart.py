@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one package per target is written here, each with validation/report.{json,md,html}")
     p.add_argument("--context", type=positive_int, default=512, help="KV-cache length of the packages (default 512)")
     p.add_argument("--overwrite", action="store_true", help="replace packages an earlier quickstart wrote under --out")
+    from .cli import add_cache_option
+
+    add_cache_option(p)
 
 
 def run(args, log) -> int:
@@ -53,26 +56,42 @@ def run(args, log) -> int:
 
 
 def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
+    from . import artifact_cache
+    from .api import validate
+    from .manifest import read_manifest
     from .pipeline import build_ir
     from .targets.registry import target_entry
-    from .api import validate
     from .weights.sources import load_model
     from .weights.spec import ModelSpec
 
-    loaded = load_model(ModelSpec(model=args.model, context=args.context), log=log)
+    spec = ModelSpec(model=args.model, context=args.context)
+    use_cache = artifact_cache.enabled(False if args.no_cache else None)
+    loaded = None  # loaded on the first target the cache does not have
     rows, compiled_by_quant = [], {}
     for target in targets:
         entry = target_entry(target)
         quant = entry.module.FOUR_BIT_PRESET
         t0 = time.perf_counter()
         qconfig = entry.quant_config(quant)
-        key = repr(qconfig)  # targets share an IR only when they quantize alike
-        if key not in compiled_by_quant:
-            compiled_by_quant[key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
-        compiled = compiled_by_quant[key]
         pkg = packages[target]
-        log(f"[{target}] exporting {quant} -> {pkg}")
-        manifest = entry.module.export(compiled, entry.options(), pkg, log)
+
+        def cache_key() -> str | None:
+            return artifact_cache.export_key(spec, target, entry.options().to_dict(), qconfig.to_dict(), None)
+
+        cached = artifact_cache.lookup(cache_key(), log) if use_cache else None
+        if cached is not None:
+            artifact_cache.restore(cached, pkg)
+            log(f"[{target}] reused the cached build of this exact export ({cached}); --no-cache rebuilds")
+            manifest = read_manifest(pkg)
+        else:
+            loaded = loaded or load_model(spec, log=log)
+            ir_key = repr(qconfig)  # targets share an IR only when they quantize alike
+            if ir_key not in compiled_by_quant:
+                compiled_by_quant[ir_key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
+            log(f"[{target}] exporting {quant} -> {pkg}")
+            manifest = entry.module.export(compiled_by_quant[ir_key], entry.options(), pkg, log)
+            if use_cache:
+                artifact_cache.store(cache_key(), pkg, log)
         export_s = time.perf_counter() - t0
         log(f"[{target}] validating ...")
         result = validate(pkg, ppl_tokens=256, log=log)
@@ -100,10 +119,10 @@ def _ask(pkg: Path) -> str:
 
 
 def _print_summary(rows: list[dict]) -> None:
-    """One line per package: narrow enough for an 80-column terminal or a CI log."""
+    """A few short lines per package; never hard-wrapped (soft_wrap), so a CI log keeps each line and path whole."""
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True, highlight=False)
     console.print(f"[bold]quickstart: SmolLM2-135M-Instruct, 4-bit weights, \"{QUESTION}\"[/bold]")
     for r in rows:
         verdict = "PASSED" if r["passed"] else f"FAILED ({', '.join(r['failed'])})"

@@ -1,8 +1,15 @@
-"""Shared fixtures: a Llama-2-style tokenizer.json trained here (the real one is gated on the hub)."""
+"""Shared fixtures: a Llama-2-style tokenizer.json trained here (the real one is gated on the hub).
 
+Every test builds its packages afresh: a reused package from the user's cache (artifact_cache.py) would let an
+export test pass without exporting anything. tests/test_artifact_cache.py turns the cache on, in a folder of its own.
+"""
+
+import os
 from pathlib import Path
 
 import pytest
+
+os.environ["ELMEXPORT_NO_CACHE"] = "1"  # inherited by the CLI subprocesses the tests start
 
 
 def train_sentencepiece_style_tokenizer(path: Path, vocab_size: int = 600) -> Path:

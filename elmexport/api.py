@@ -99,11 +99,12 @@ def export(model: str | None = None, target: str = "onnx", *, quant: str = "none
             log(f"reused the cached build of this exact export ({cached}); --no-cache rebuilds")
         else:
             compiled = build_ir(spec, qconfig, passes, None if dump_ir is None else str(dump_ir), log=log)
-            if log is not _quiet:
-                print_pass_table(compiled.reports)
+            ir_reports = compiled.reports
             compiled.loaded.model = None  # the IR holds what it needs; free the eager weights before the target's
             gc.collect()
             entry.module.export(compiled, options, out, log)
+            if log is not _quiet:
+                print_pass_table(ir_reports + read_manifest(out).get("target_passes", []))
             if use_cache:  # the key again: a download during the build may have made the model's files local
                 artifact_cache.store(key(), out, log)
     package = Package(out, read_manifest(out))

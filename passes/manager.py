@@ -106,7 +106,8 @@ class PassManager:
                                 getattr(p, "extra", {}))
             reports.append(report)
             ir.history.append(report.to_dict())
-            self.log(f"pass {p.name}: {changed} | max abs logit err {err:.3g}, top-1 {top1:.3f} ({seconds:.1f} s)")
+            # progress only: what the pass changed and its check go into the one pass table (passes/report.py)
+            self.log(f"pass {p.name} done ({seconds:.1f} s)")
             self._dump(ir, i, p.name)
             before = after
         return reports

@@ -144,13 +144,14 @@ class Report:
 
 def validate(package: str | Path | Package, *, text: str | Path | None = None, prefill_tokens: int = 32,
              decode_steps: int = 8, greedy_tokens: int = 16, ppl_tokens: int = 256, latency: bool = True,
-             thresholds: dict | None = None, threshold_sources: dict | None = None,
+             thresholds: dict | None = None, threshold_sources: dict | None = None, threads: int | None = None,
              log: Callable[..., None] | None = None, **gates) -> Report:
     """Integrity, then eager -> IR -> package on one token stream, gated.
 
     Gates are keywords (`min_lowering_cosine=0.99`, `max_ppl_increase=0.2`, ...) or a `thresholds` mapping; each
     overrides the default gate of the package's quantization preset (validation/gates.py), and the report says
     which gates applied and where each limit came from (`threshold_sources`, default "elmexport.validate").
+    `threads` sets the package runtime's threads (default: the runtime's own choice, usually one per core).
     """
     from .validation.gates import parse_thresholds
     from .validation.validate import ValidateOptions, validate_package
@@ -159,7 +160,8 @@ def validate(package: str | Path | Package, *, text: str | Path | None = None, p
     sources = {key: "elmexport.validate" for key in limits}
     sources.update(threshold_sources or {})
     options = ValidateOptions(prefill_tokens=prefill_tokens, decode_steps=decode_steps, greedy_tokens=greedy_tokens,
-                              ppl_tokens=ppl_tokens, latency=latency, thresholds=limits, threshold_sources=sources)
+                              ppl_tokens=ppl_tokens, latency=latency, thresholds=limits, threshold_sources=sources,
+                              threads=threads)
     if text is not None:
         options.text = Path(text)
     options.check()
@@ -212,8 +214,8 @@ class LoadedPackage:
         return self.tokenizer.encode(text)
 
 
-def load(package: str | Path | Package) -> LoadedPackage:
-    """Open a package's runtime and tokenizer, ready to generate."""
+def load(package: str | Path | Package, *, threads: int | None = None) -> LoadedPackage:
+    """Open a package's runtime and tokenizer, ready to generate; `threads` as for `validate`."""
     from .manifest import read_manifest
 
     path = Path(package)
@@ -228,7 +230,7 @@ def load(package: str | Path | Package) -> LoadedPackage:
                              f"re-export with --tokenizer PATH")
     cfg = ModelConfig.from_dict(manifest["model"]["config"])
     tokenizer = make_text_tokenizer(read_tokenizer_json(path / manifest["tokenizer"]), cfg)
-    runner = open_package_runner(path, manifest)
+    runner = open_package_runner(path, manifest, threads=threads)
     return LoadedPackage(Package(path, manifest), runner, tokenizer, manifest.get("chat_template"),
                          manifest.get("system_prompt"), f"{manifest['target']}: {runner.name}")
 

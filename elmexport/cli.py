@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass in (0, 1] (default 1)")
     p.add_argument("--repetition-penalty", type=positive_float, default=1.0, help="1 = none (default)")
     p.add_argument("--k", type=positive_int, help="for a pair folder: draft tokens per round (default: the pair's k)")
+    add_threads_option(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("pair", help="export a draft + target pair for speculative decoding into one folder")
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-report", metavar="FILE", help="JSON from the iOS demo's benchmark, shown beside host numbers")
     p.add_argument("--out", metavar="DIR", help="where report.{json,md,html} go (default PACKAGE/validation)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    add_threads_option(p)
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
     p.set_defaults(func=_cmd_validate)
 
@@ -146,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         target.options.add_flags(p, name)
         p.set_defaults(func=_cmd_export, target=name)
     return parser
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="threads of the package's runtime (onnxruntime's intra-op pool, ExecuTorch's pool; the Core "
+                        "ML interpreter is single-threaded); default: the runtime's own choice, one per core")
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:
@@ -196,7 +204,7 @@ def _cmd_generate(args) -> int:
 
         if is_pair(args.package):
             return _generate_pair(args)
-        model = load(args.package)
+        model = load(args.package, threads=args.threads)
     else:
         from .validation.eager import EagerRunner
         from .weights.sources import load_model
@@ -308,7 +316,7 @@ def _cmd_validate(args) -> int:
     report = validate(args.package, text=args.text, prefill_tokens=args.prefill_tokens,
                       decode_steps=args.decode_steps, greedy_tokens=args.greedy_tokens, ppl_tokens=args.ppl_tokens,
                       latency=not args.no_latency, thresholds=thresholds, threshold_sources=sources,
-                      log=console.log).data
+                      threads=args.threads, log=console.log).data
     if device:
         report["latency"]["device"] = device
         if device["greedy_check"] and report["stages"]:

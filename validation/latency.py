@@ -64,13 +64,14 @@ def proc_status_mib(key: str) -> float | None:
     return None
 
 
-def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
+def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rounds: int,
+                    threads: int | None = None) -> dict:
     from ..manifest import read_manifest
     from .runners import open_package_runner
 
     manifest = read_manifest(package_dir)
     t0 = time.perf_counter()
-    runner = open_package_runner(package_dir, manifest)
+    runner = open_package_runner(package_dir, manifest, threads=threads)
     load = time.perf_counter() - t0
     load_rss = proc_status_mib("VmRSS")
     vocab = manifest["model"]["config"]["vocab_size"]
@@ -80,12 +81,13 @@ def measure_package(package_dir: str, prompt_tokens: int, decode_steps: int, rou
     else:  # a probe: does the runtime open the package and compute at all (see measure_in_subprocess)
         last_logits(runner, prompt, 0)
         out = {"prompt_tokens": len(prompt), "rounds": 0}
-    out.update(runtime=runner.name, load_seconds=load, load_rss_mib=load_rss, peak_rss_mib=proc_status_mib("VmHWM"),
+    out.update(runtime=runner.name, threads=threads or "runtime default", load_seconds=load, load_rss_mib=load_rss, peak_rss_mib=proc_status_mib("VmHWM"),
                memory_source="/proc/self/status of the latency process (VmRSS after load, VmHWM at the end)")
     return out
 
 
-def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: int, rounds: int) -> dict:
+def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: int, rounds: int,
+                          threads: int | None = None) -> dict:
     """The latency run in a new interpreter; {"error": ...} if it failed or died.
 
     With rounds=0 it is a probe: open the package and run one prefill. Validate probes before it opens a
@@ -94,6 +96,8 @@ def measure_in_subprocess(package_dir: Path, prompt_tokens: int, decode_steps: i
     """
     cmd = [sys.executable, "-m", "elmexport.validation.latency", str(package_dir), "--prompt-tokens",
            str(prompt_tokens), "--decode-steps", str(decode_steps), "--rounds", str(rounds)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     from ..targets.executorch.runner import EXECUTORCH_PROCESS_ENV
 
     env = {**EXECUTORCH_PROCESS_ENV, **os.environ}  # no runtime measured here computes with PyTorch itself
@@ -112,11 +116,12 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--decode-steps", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="the runtime's threads (default: its own choice)")
     a = ap.parse_args()
     import warnings
 
     warnings.filterwarnings("ignore")
-    print(strict_json.dumps(measure_package(a.package, a.prompt_tokens, a.decode_steps, a.rounds), nonfinite="null",
+    print(strict_json.dumps(measure_package(a.package, a.prompt_tokens, a.decode_steps, a.rounds, a.threads), nonfinite="null",
                             indent=None))
 
 

@@ -37,6 +37,7 @@ class ValidateOptions:
     ppl_window: int = 128
     latency: bool = True
     latency_rounds: int = 3
+    threads: int | None = None  # the package runtime's threads; None leaves the choice to the runtime
     thresholds: dict = field(default_factory=dict)  # key -> limit, overriding the preset's default gate
     threshold_sources: dict = field(default_factory=dict)  # key -> where the limit came from ("--min-top1")
 
@@ -47,6 +48,10 @@ class ValidateOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ElmExportError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ElmExportError(f"--threads must be an integer >= 1 (or left out for the runtime's choice), "
+                                 f"got {self.threads!r}")
         if Path(self.text) != DEFAULT_TEXT and not Path(self.text).is_file():
             raise ElmExportError(f"--text {self.text}: no such file; give a plain-text file to score")
 
@@ -165,17 +170,17 @@ def validate_package(package_dir: str | Path, options: ValidateOptions, log=prin
     if options.latency:
         log(f"latency of {target} on this host (own process) ...")
         own = report["latency"][target] = measure_in_subprocess(package_dir, options.prefill_tokens, 16,
-                                                                options.latency_rounds)
+                                                                options.latency_rounds, options.threads)
     else:
         log(f"opening {target} in its own process ...")
-        own = measure_in_subprocess(package_dir, options.prefill_tokens, 0, 0)
+        own = measure_in_subprocess(package_dir, options.prefill_tokens, 0, 0, options.threads)
     if "error" in own:
         return _not_run(report, checks, "package_runs", f"the package's runtime failed: {own['error']}")
 
     log(f"validating {package_dir} ({target}, quant {quant}); rebuilding the reference from the manifest ...")
     compiled = rebuild_compiled(manifest, package_dir, log)
     try:
-        package_runner = open_package_runner(package_dir, manifest)
+        package_runner = open_package_runner(package_dir, manifest, threads=options.threads)
     except ElmExportError:
         raise
     except Exception as e:  # the files are the exported ones, yet the runtime refuses them

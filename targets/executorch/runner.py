@@ -98,6 +98,10 @@ def open_runner(package_dir: Path, manifest: dict, **options) -> ExecuTorchRunne
     pte = Path(package_dir) / manifest.get("model_file", "model.pte")
     if not pte.exists():
         raise ElmExportError(f"{package_dir}: {pte.name} is missing; re-export the package")
+    if options.get("threads"):  # ExecuTorch's one process-wide pool (XNNPACK's threads); default: one per core
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(int(options["threads"]))
     return ExecuTorchRunner(pte, int(manifest["context_length"]), int(manifest.get("max_seq_len", 1)),
                             name=options.get("name", f"executorch-{delegate}"),
                             all_logits=manifest.get("logits", "all") == "all")

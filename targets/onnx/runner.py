@@ -18,14 +18,15 @@ import numpy as np
 
 from ...errors import ElmExportError
 
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = None  # onnxruntime's own choice (one intra-op thread per physical core) unless a caller asks
 
 
-def session_options(threads: int = DEFAULT_THREADS):
+def session_options(threads: int | None = DEFAULT_THREADS):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    if threads:
+        so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -34,7 +35,7 @@ def session_options(threads: int = DEFAULT_THREADS):
 
 
 class OnnxRunner:
-    def __init__(self, model_path: Path, context: int, threads: int = DEFAULT_THREADS, name: str | None = None):
+    def __init__(self, model_path: Path, context: int, threads: int | None = DEFAULT_THREADS, name: str | None = None):
         import onnxruntime as ort
 
         if not model_path.exists():
@@ -88,9 +89,9 @@ class OnnxRunner:
         return binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
 
 
-def open_runner(package_dir: Path, manifest: dict, threads: int = DEFAULT_THREADS, **_options) -> OnnxRunner:
+def open_runner(package_dir: Path, manifest: dict, threads: int | None = DEFAULT_THREADS, **_options) -> OnnxRunner:
     onnx = manifest.get("onnx", {})
     model = package_dir / onnx.get("model_file", "model.onnx")
     quant = manifest.get("quantization", {}).get("name", "?")
     return OnnxRunner(model, int(manifest["context_length"]), threads=threads,
-                      name=f"onnxruntime (quant {quant}, {threads} threads)")
+                      name=f"onnxruntime (quant {quant}, {threads or 'default'} threads)")

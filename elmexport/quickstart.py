@@ -81,19 +81,19 @@ def _export_all(args, targets: list[str], packages: dict, log) -> list[dict]:
         cached = artifact_cache.lookup(cache_key(), log) if use_cache else None
         if cached is not None:
             artifact_cache.restore(cached, pkg)
-            log(f"[{target}] reused the cached build of this exact export ({cached}); --no-cache rebuilds")
+            log(f"{target}: reused the cached build of this exact export ({cached}); --no-cache rebuilds")
             manifest = read_manifest(pkg)
         else:
             loaded = loaded or load_model(spec, log=log)
             ir_key = repr(qconfig)  # targets share an IR only when they quantize alike
             if ir_key not in compiled_by_quant:
                 compiled_by_quant[ir_key] = build_ir(ModelSpec(), qconfig, log=log, loaded=loaded)
-            log(f"[{target}] exporting {quant} -> {pkg}")
+            log(f"{target}: exporting {quant} -> {pkg}")
             manifest = entry.module.export(compiled_by_quant[ir_key], entry.options(), pkg, log)
             if use_cache:
                 artifact_cache.store(cache_key(), pkg, log)
         export_s = time.perf_counter() - t0
-        log(f"[{target}] validating ...")
+        log(f"{target}: validating ...")
         result = validate(pkg, ppl_tokens=256, log=log)
         paths = result.write(pkg / "validation")
         report = result.data

@@ -1,7 +1,8 @@
 """Tokenizers: everything is a HF `tokenizer.json` handled by the `tokenizers` library.
 
-Sources: a `tokenizer.json` given by the user, one next to the weights, the byte-level BPE embedded in a GGUF
-(rebuilt here as a tokenizer.json), or the hub (OpenELM uses the Llama-2 tokenizer, which Apple does not ship).
+Sources: a `tokenizer.json` given by the user, one next to the weights, the tokenizer embedded in a GGUF (rebuilt
+as a tokenizer.json by weights/gguf_tokenizer.py), or the hub (OpenELM uses the Llama-2 tokenizer, which Apple does
+not ship).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer
 
 from .errors import TokenizerError
 
@@ -27,8 +28,11 @@ class TextTokenizer:
     chat_template: str | None = None  # the checkpoint's own Jinja chat template (a GGUF's), kept for packages
 
     def encode(self, text: str) -> list[int]:
+        """BOS first when the model wants it, once: a chat template may already write it (Llama-2's does)."""
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        return ([self.bos_token_id] if self.add_bos and self.bos_token_id is not None else []) + ids
+        if self.add_bos and self.bos_token_id is not None and ids[:1] != [self.bos_token_id]:
+            ids = [self.bos_token_id] + ids
+        return ids
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -49,35 +53,23 @@ def read_tokenizer_json(path: str | Path) -> Tokenizer:
         raise TokenizerError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0][:160]})") from None
 
 
-def tokenizer_from_gguf(gguf_file) -> Tokenizer:
-    """Rebuild a GGUF's byte-level BPE (`tokenizer.ggml.model == "gpt2"`) as a HF tokenizer.
-
-    SmolLM2's own tokenizer.json splits digits one by one before the GPT-2 byte-level regex; the GGUF records that
-    as pre-tokenizer "smollm". Control tokens (type 3) become special added tokens so they never split.
-    """
-    kind = gguf_file.field("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise TokenizerError(f"{gguf_file.path}: GGUF tokenizer {kind!r} is not supported (only byte-level BPE 'gpt2')")
-    tokens = gguf_file.field("tokenizer.ggml.tokens")
-    merges = [tuple(m.split(" ", 1)) for m in gguf_file.field("tokenizer.ggml.merges") or []]
-    types = gguf_file.field("tokenizer.ggml.token_type") or [1] * len(tokens)
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
-    if gguf_file.field("tokenizer.ggml.pre") in ("smollm", "refact", "starcoder"):
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-    else:
-        tok.pre_tokenizer = byte_level
-    tok.decoder = decoders.ByteLevel()
-    from tokenizers import AddedToken
-
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
-    return tok
-
-
 def make_text_tokenizer(tokenizer: Tokenizer, cfg) -> TextTokenizer:
-    """Llama-2 / OpenELM need BOS prepended; byte-level BPE models (SmolLM2) do not use it in prompts."""
-    return TextTokenizer(tokenizer, cfg.bos_token_id, list(cfg.eos_token_ids), add_bos=cfg.family == "openelm")
+    """Llama-2 / OpenELM need BOS prepended; byte-level BPE models (SmolLM2) do not use it in prompts.
+
+    OpenELM always does (it reads the Llama-2 tokenizer); other models do when their tokenizer.json says so, as
+    Llama-2's and a SentencePiece GGUF's do with a post-processor that puts BOS first. Both facts travel with the
+    package (config and tokenizer.json), so export, `load` and validation decide alike.
+    """
+    return TextTokenizer(tokenizer, cfg.bos_token_id, list(cfg.eos_token_ids),
+                         add_bos=cfg.family == "openelm" or _prepends_bos(tokenizer, cfg.bos_token_id))
+
+
+def _prepends_bos(tokenizer: Tokenizer, bos_token_id: int | None) -> bool:
+    """Whether encoding with the tokenizer's own special tokens puts BOS first (asked of the tokenizer itself)."""
+    if bos_token_id is None:
+        return False
+    with_specials = tokenizer.encode("a", add_special_tokens=True).ids
+    return with_specials[:1] == [bos_token_id] and tokenizer.encode("a", add_special_tokens=False).ids[:1] != [bos_token_id]
 
 
 def resolve_tokenizer(cfg, explicit: str | Path | None, weights_dir: Path | None) -> Tokenizer:

@@ -132,7 +132,22 @@ def test_qk_permutation_roundtrip():
     assert np.array_equal(p[:8, 0], w[[0, 4, 1, 5, 2, 6, 3, 7], 0])
 
 
-def _write_llama_gguf(path, raw, w):
+def _write_byte_level_vocab(writer, raw):
+    """A GPT-2-style vocabulary: ChatML control tokens at ids 0-2, then printable characters, no merges."""
+    writer.add_tokenizer_model("gpt2")
+    byte_tokens = [chr(c) for c in range(33, 127)]
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + byte_tokens
+    tokens += [f"<extra_{i}>" for i in range(raw["vocab_size"] - len(tokens))]
+    writer.add_token_list(tokens)
+    writer.add_token_types([3, 3, 3] + [1] * (len(tokens) - 3))
+    writer.add_token_merges([])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+
+
+def _write_llama_gguf(path, raw, w, write_vocab=_write_byte_level_vocab):
+    """A GGUF laid out as llama.cpp's converter writes one: metadata, the vocabulary (`write_vocab(writer, raw)`),
+    then the tensors under GGUF names with Q and K rows permuted."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -145,15 +160,7 @@ def _write_llama_gguf(path, raw, w):
     writer.add_rope_freq_base(raw["rope_theta"])
     writer.add_layer_norm_rms_eps(raw["rms_norm_eps"])
     writer.add_vocab_size(raw["vocab_size"])
-    writer.add_tokenizer_model("gpt2")
-    byte_tokens = [chr(c) for c in range(33, 127)]
-    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + byte_tokens
-    tokens += [f"<extra_{i}>" for i in range(raw["vocab_size"] - len(tokens))]
-    writer.add_token_list(tokens)
-    writer.add_token_types([3, 3, 3] + [1] * (len(tokens) - 3))
-    writer.add_token_merges([])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    write_vocab(writer, raw)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",

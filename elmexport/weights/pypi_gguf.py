@@ -64,7 +64,7 @@ def smollm2_hf_dir(log=print) -> Path:
     """
     from safetensors.torch import save_file
 
-    from ..tokenizer import tokenizer_from_gguf
+    from .gguf_tokenizer import tokenizer_from_gguf
     from .gguf_file import GGUFFile
 
     target = cache_dir() / "models" / "smollm2-135m-instruct"

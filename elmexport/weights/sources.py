@@ -14,9 +14,10 @@ import torch
 from ..errors import WeightsError
 from ..models.config import ConfigError, ModelConfig, config_from_hf, get_preset
 from ..models.transformer import Transformer, init_random_weights
-from ..tokenizer import TextTokenizer, make_text_tokenizer, read_tokenizer_json, resolve_tokenizer, tokenizer_from_gguf
+from ..tokenizer import TextTokenizer, make_text_tokenizer, read_tokenizer_json, resolve_tokenizer
 from .assemble import assemble
 from .gguf_file import GGUFFile
+from .gguf_tokenizer import tokenizer_from_gguf
 from .hub import hub_snapshot
 from .safetensors_dir import SafetensorsDir
 from .spec import DEFAULT_MODEL, ModelSpec

@@ -3,18 +3,20 @@
 Tools that follow HF conventions (transformers' AutoTokenizer, onnxruntime-genai's Tokenizer.apply_chat_template,
 swift-transformers) look there for the special tokens, the context length and the Jinja chat template; with them a
 package can be chatted with by those tools without elmexport. The chat template is the checkpoint's own Jinja text
-when it shipped one (a GGUF's `tokenizer.chat_template`), otherwise the template render_chat renders (chat.py),
-with the model's default system prompt in it. Base models get no `chat_template` key, as HF writes them.
+when it shipped one (a GGUF's `tokenizer.chat_template`, an HF folder's tokenizer_config.json, read here),
+otherwise the template render_chat renders (chat.py), with the model's default system prompt in it. Base models get no `chat_template` key, as HF writes them.
 
 Both files are pure functions of the manifest and the tokenizer, so identical exports write identical bytes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from . import strict_json
 from .chat import chat_template_text
+from .errors import TokenizerError
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 GENERATION_CONFIG = "generation_config.json"
@@ -28,31 +30,58 @@ def tokenizer_class(tokenizer) -> str:
     return "GPT2Tokenizer" if isinstance(tokenizer.tokenizer.decoder, decoders.ByteLevel) else "LlamaTokenizer"
 
 
-def tokenizer_config(manifest: dict, tokenizer) -> dict:
-    """tokenizer_config.json: special token strings from the tokenizer, context length and chat template."""
+def special_tokens(tokenizer) -> dict:
+    """The special token strings HF names (bos_token, eos_token, pad_token, unk_token), from the tokenizer's ids;
+    generation pads with EOS, as genai_config.json says. Chat templates are rendered with these (chat.py)."""
     tok = tokenizer.tokenizer
 
     def token(token_id):
         return tok.id_to_token(token_id) if token_id is not None and 0 <= token_id < tok.get_vocab_size() else None
 
     eos_token = token(tokenizer.eos_token_ids[0]) if tokenizer.eos_token_ids else None
+    tokens = {"bos_token": token(tokenizer.bos_token_id), "eos_token": eos_token, "pad_token": eos_token}
+    unk = getattr(tok.model, "unk_token", None)
+    if unk is not None:
+        tokens["unk_token"] = unk
+    return tokens
+
+
+def tokenizer_config(manifest: dict, tokenizer) -> dict:
+    """tokenizer_config.json: special token strings from the tokenizer, context length and chat template."""
     config = {
         "add_bos_token": bool(tokenizer.add_bos),
         "add_eos_token": False,
-        "bos_token": token(tokenizer.bos_token_id),
         "clean_up_tokenization_spaces": False,  # decoding must not rewrite " ." and " 's" (transformers' old default)
-        "eos_token": eos_token,
         "model_max_length": manifest["context_length"],
-        "pad_token": eos_token,  # generation pads with EOS, as genai_config.json says
         "tokenizer_class": tokenizer_class(tokenizer),
+        **special_tokens(tokenizer),
     }
-    unk = getattr(tok.model, "unk_token", None)
-    if unk is not None:
-        config["unk_token"] = unk
     template = tokenizer.chat_template or chat_template_text(manifest["chat_template"], manifest["system_prompt"])
     if template is not None:
         config["chat_template"] = template
     return dict(sorted(config.items()))  # the key order transformers writes
+
+
+def read_chat_template(folder: Path) -> str | None:
+    """The `chat_template` of a checkpoint folder's tokenizer_config.json (None without one).
+
+    HF writes either one template or a list of named ones; the one named "default" is the chat template then.
+    A file that is there but unreadable is refused: silently chatting with another template would be worse."""
+    path = Path(folder) / TOKENIZER_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TokenizerError(f"{path}: not valid JSON ({str(e).splitlines()[0][:120]}); fix or remove it") from None
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if template is not None and not isinstance(template, str):
+        raise TokenizerError(f"{path}: 'chat_template' must be a Jinja string or a list of named templates; "
+                             f"fix or remove it")
+    return template if template and template.strip() else None
 
 
 def generation_config(manifest: dict) -> dict:

@@ -25,7 +25,7 @@ class TextTokenizer:
     bos_token_id: int | None
     eos_token_ids: list[int]
     add_bos: bool
-    chat_template: str | None = None  # the checkpoint's own Jinja chat template (a GGUF's), kept for packages
+    chat_template: str | None = None  # the checkpoint's own Jinja chat template (GGUF or HF folder), for packages
 
     def encode(self, text: str) -> list[int]:
         """BOS first when the model wants it, once: a chat template may already write it (Llama-2's does)."""

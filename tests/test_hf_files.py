@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 import elmexport
-from elmexport.chat import chat_template_text, render_chat, render_template
+from elmexport.chat import PROBE_CONVERSATIONS, chat_template_text, render_chat, render_template
 from elmexport.hf_files import generation_config, tokenizer_config, write_hf_files
 from elmexport.manifest import integrity_problems
 from elmexport.models.config import SMOLLM2_135M_INSTRUCT, openelm_config
@@ -32,15 +32,8 @@ SMOLLM2_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-CONVERSATIONS = [
-    [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of Italy?"}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
-     {"role": "user", "content": "Tell me a joke."}],
-    [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Bonjour, ça va ?"},
-     {"role": "assistant", "content": "Très bien, merci !"},
-     {"role": "user", "content": "Et toi 😀 {{ x }} {% if %}"}],
-]
+# one user turn, a system turn, multi-turn chats, quotes, emoji and Jinja delimiters in the content
+CONVERSATIONS = PROBE_CONVERSATIONS
 # quotes, backslashes, CR/LF and Jinja delimiters must survive being written into the template as a literal
 SYSTEM_PROMPTS = [None, SMOLLM2_SYSTEM_PROMPT, "Say 'yes' \\ or \"no\".\r\nThen {{ stop }} %} {% raw %} \\n ça 😀"]
 
@@ -140,6 +133,7 @@ def test_openelm_instruct_package_files(openelm_instruct_package):
 def test_smollm2_package_keeps_the_gguf_template(smollm2_shaped_package):
     pkg = smollm2_shaped_package
     assert pkg.manifest["chat_template"] == "chatml" and not integrity_problems(pkg.path, pkg.manifest)
+    assert pkg.manifest["system_prompt"] == SMOLLM2_SYSTEM_PROMPT  # the template's default, recognised
     config = read_json(pkg.path / "tokenizer_config.json")
     assert config["chat_template"] == SMOLLM2_TEMPLATE
     assert (config["tokenizer_class"], config["add_bos_token"]) == ("GPT2Tokenizer", False)
@@ -174,12 +168,15 @@ def _apply_chat_template(package_dir, messages, add_generation_prompt):
 @pytest.mark.parametrize("which,system_prompt", [("openelm_instruct_package", None),
                                                  ("smollm2_shaped_package", SMOLLM2_SYSTEM_PROMPT)])
 def test_onnxruntime_genai_renders_the_package_as_we_do(which, system_prompt, request):
-    """The GGUF's own template brings SmolLM2's default system prompt; ours for OpenELM has none."""
+    """The GGUF's own template brings SmolLM2's default system prompt; ours for OpenELM has none. elmexport
+    renders from the manifest's template and system prompt."""
     pkg = request.getfixturevalue(which)
+    assert pkg.manifest["system_prompt"] == system_prompt
     for messages in CONVERSATIONS:
         for add_generation_prompt in (True, False):
             assert (_apply_chat_template(pkg.path, messages, add_generation_prompt)
-                    == render_chat(pkg.manifest["chat_template"], messages, system_prompt, add_generation_prompt))
+                    == render_chat(pkg.manifest["chat_template"], messages, pkg.manifest["system_prompt"],
+                                   add_generation_prompt))
 
 
 def test_onnxruntime_genai_reads_a_default_system_prompt_written_into_the_template(smollm2_shaped_package, tmp_path):

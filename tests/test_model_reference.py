@@ -2,6 +2,7 @@
 Hub ids are resolved through the real huggingface_hub client against an HF cache the test builds (the hub itself
 is unreachable here)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from .checkpoints import TINY_LLAMA_CONFIG, llama_hf_tensors, write_hf_dir
 
 REPO = "tiny-org/tiny-llama"
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+SNAPSHOT_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
 
 
 def _quiet(*_):
@@ -36,7 +38,9 @@ def _use_hf_cache(monkeypatch, root) -> None:
 def _hf_cache(root):
     """The layout huggingface_hub's cache uses: models--org--name/{refs/main, snapshots/<commit>/files}."""
     repo_dir = root / f"models--{REPO.replace('/', '--')}"
-    write_hf_dir(repo_dir / "snapshots" / SNAPSHOT, llama_hf_tensors(TINY_LLAMA_CONFIG, seed=3), TINY_LLAMA_CONFIG)
+    snapshot = write_hf_dir(repo_dir / "snapshots" / SNAPSHOT, llama_hf_tensors(TINY_LLAMA_CONFIG, seed=3),
+                            TINY_LLAMA_CONFIG)
+    (snapshot / "tokenizer_config.json").write_text(json.dumps({"chat_template": SNAPSHOT_TEMPLATE}))
     (repo_dir / "refs").mkdir(parents=True)
     (repo_dir / "refs" / "main").write_text(SNAPSHOT)
     return root
@@ -64,11 +68,13 @@ def test_a_local_folder_is_a_checkpoint_with_its_own_config(tmp_path):
 
 
 def test_a_hub_id_loads_from_the_hf_cache(tmp_path, monkeypatch):
+    """The snapshot's tokenizer_config.json comes with it: its chat template (not one of ours) is the model's."""
     _use_hf_cache(monkeypatch, _hf_cache(tmp_path / "hub"))
     spec = ModelSpec(model=REPO, tokenizer_mode="skip", context=32)
     assert spec.hub_id == REPO
     loaded = load_model(spec, log=_quiet)
     assert loaded.source["kind"] == "hf-dir" and SNAPSHOT in loaded.source["path"]
+    assert loaded.cfg.chat_template == SNAPSHOT_TEMPLATE
     expected = llama_hf_tensors(TINY_LLAMA_CONFIG, seed=3)["model.embed_tokens.weight"]
     assert torch.equal(loaded.model.token_embeddings.weight.detach(), expected)
     from elmexport.weights.config_only import config_without_weights

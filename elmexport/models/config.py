@@ -72,7 +72,7 @@ class ModelConfig:
     rope_max_length: int = 4096
     bos_token_id: int = 1
     eos_token_ids: list[int] = field(default_factory=lambda: [2])
-    chat_template: str | None = None  # "openelm" | "chatml" | None
+    chat_template: str | None = None  # "openelm" | "chatml" | a checkpoint's own Jinja text (chat.py) | None
     system_prompt: str | None = None  # the default system message the model's own template inserts
     hf_repo: str | None = None
 

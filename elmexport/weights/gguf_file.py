@@ -54,8 +54,8 @@ class GGUFFile:
         for t in self.reader.tensors:
             self._tensors[self._hf_name(t.name)] = t
         template = self.field("tokenizer.chat_template")
-        # the file's own Jinja text, written into packages verbatim (hf_files.py); the config only keeps the name of
-        # the format our code and the iOS app render
+        # the file's own Jinja text, written into packages verbatim (hf_files.py) and rendered for prompts under a
+        # format name when it renders like one (weights/sources.py)
         self.chat_template = template if isinstance(template, str) and template.strip() else None
         self.config = self._config()
 
@@ -96,8 +96,6 @@ class GGUFFile:
         name = self.field("general.name")
         cfg = llama_from_hf_dict(raw, self.path.stem, where=str(self.path), labels=keys)
         cfg.hf_repo = None
-        if self.chat_template is not None and "<|im_start|>" in self.chat_template:
-            cfg.chat_template = "chatml"
         self.display_name = name if isinstance(name, str) else self.path.stem
         return cfg
 

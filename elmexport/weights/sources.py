@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..hf_files import read_chat_template
 from ..models.config import ConfigError, ModelConfig, config_from_hf, get_preset
 from ..models.transformer import Transformer, init_random_weights
 from ..tokenizer import TextTokenizer, make_text_tokenizer, read_tokenizer_json, resolve_tokenizer
@@ -85,7 +86,7 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
     elif path.is_dir():
         cfg = config_from_hf(path)
         src = SafetensorsDir(path)
-        tok_obj = shipped_template = None
+        tok_obj, shipped_template = None, read_chat_template(path)
         weights_dir = path
     else:
         raise WeightsError(f"--weights {path}: expected an HF model directory (config.json + safetensors) or a .gguf file")
@@ -101,9 +102,28 @@ def _from_path(path: Path, preset: str | None, spec: ModelSpec, log) -> LoadedMo
     if spec.tokenizer_mode != "skip":
         tokenizer = (make_text_tokenizer(tok_obj, cfg) if tok_obj is not None
                      else _find_tokenizer(cfg, spec, weights_dir, required=True))
-        tokenizer.chat_template = shipped_template
+    if shipped_template is not None:
+        _carry_template(cfg, tokenizer, shipped_template, preset)
     return LoadedModel(model, cfg, tokenizer, {"kind": "gguf" if path.suffix == ".gguf" else "hf-dir",
                                                "path": str(path), "random_weights": False})
+
+
+def _carry_template(cfg: ModelConfig, tokenizer: TextTokenizer | None, text: str, preset: str | None) -> None:
+    """The checkpoint's own chat template goes into the package verbatim (tokenizer.chat_template), and the model
+    is rendered with it everywhere: under a format name when the template renders exactly like one (the named
+    preset's, else any preset's or a bare format's), otherwise as the Jinja text itself (chat.adopt_template)."""
+    from ..chat import TEMPLATES, adopt_template
+    from ..hf_files import special_tokens
+    from ..models.config import preset_names
+
+    candidates = [(cfg.chat_template, cfg.system_prompt)]
+    if not preset:
+        candidates += [(p.chat_template, p.system_prompt) for p in map(get_preset, preset_names())]
+        candidates += [(name, None) for name in TEMPLATES]
+    tokens = special_tokens(tokenizer) if tokenizer is not None else {}
+    cfg.chat_template, cfg.system_prompt = adopt_template(text, candidates, tokens)
+    if tokenizer is not None:
+        tokenizer.chat_template = text
 
 
 def _check_matches_preset(found: ModelConfig, want: ModelConfig, path: Path) -> None:

@@ -4,7 +4,8 @@ Tools that follow HF conventions (transformers' AutoTokenizer, onnxruntime-genai
 swift-transformers) look there for the special tokens, the context length and the Jinja chat template; with them a
 package can be chatted with by those tools without elmexport. The chat template is the checkpoint's own Jinja text
 when it shipped one (a GGUF's `tokenizer.chat_template`, an HF folder's tokenizer_config.json, read here),
-otherwise the template render_chat renders (chat.py), with the model's default system prompt in it. Base models get no `chat_template` key, as HF writes them.
+otherwise the template render_chat renders (chat.py), with the model's default system prompt in it. Base models
+get no `chat_template` key, as HF writes them.
 
 Both files are pure functions of the manifest and the tokenizer, so identical exports write identical bytes.
 """

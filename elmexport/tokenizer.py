@@ -69,7 +69,8 @@ def _prepends_bos(tokenizer: Tokenizer, bos_token_id: int | None) -> bool:
     if bos_token_id is None:
         return False
     with_specials = tokenizer.encode("a", add_special_tokens=True).ids
-    return with_specials[:1] == [bos_token_id] and tokenizer.encode("a", add_special_tokens=False).ids[:1] != [bos_token_id]
+    without = tokenizer.encode("a", add_special_tokens=False).ids
+    return with_specials[:1] == [bos_token_id] and without[:1] != [bos_token_id]
 
 
 def resolve_tokenizer(cfg, explicit: str | Path | None, weights_dir: Path | None) -> Tokenizer:

@@ -192,7 +192,8 @@ def test_without_space_prefix(spm_dir, tmp_path):
     path = tmp_path / "no-prefix.gguf"
     _write_llama_gguf(path, raw, llama_hf_tensors(raw), write_vocab=write)
     tok = tokenizer_from_gguf(GGUFFile(path))
-    assert tok.encode("Hello", add_special_tokens=False).tokens[0] != tok.encode(" Hello", add_special_tokens=False).tokens[0]
+    first = [tok.encode(text, add_special_tokens=False).tokens[0] for text in ("Hello", " Hello")]
+    assert first[0] != first[1]
     for text in (" Hello", "Hello world", "  two"):
         assert tok.decode(tok.encode(text, add_special_tokens=False).ids) == text
 

@@ -49,6 +49,8 @@ def measure(runner, prompt: list[int], decode_steps: int, rounds: int) -> dict:
         "decode_tokens_per_s": statistics.median(per_token),
         "decode_tokens_per_s_min": min(per_token), "decode_tokens_per_s_max": max(per_token),
         "time_to_first_token_ms": 1000 * statistics.median(prefill),
+        # every sample, for the report's latency distribution (one prefill per round, one per decode step)
+        "prefill_ms": [round(1000 * t, 4) for t in prefill], "decode_ms": [round(1000 * t, 4) for t in decode],
     }
 
 

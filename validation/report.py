@@ -1,12 +1,11 @@
-"""Validation report outputs: report.json, report.md, a self-contained report.html (inline SVG plots), JUnit XML;
-the device report is read by device_report.py.
+"""Validation report outputs: report.json, report.md, a self-contained report.html (HTML tables and matplotlib
+plots as inline SVG, validation/plots.py), JUnit XML; the device report is read by device_report.py.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
 import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -80,52 +79,153 @@ def _stage_tables(r: dict) -> list[str]:
     return lines
 
 
-def _bars_svg(title: str, items: list[tuple[str, float]], log_scale: bool = False, unit: str = "") -> str:
-    w, row, left = 640, 26, 170
-    h = 40 + row * len(items)
-    vals = [v for _, v in items if v is not None and v > 0]
-    if not vals:
-        return f"<p>{html.escape(title)}: no data</p>"
-    lo = min(vals) / 10 if log_scale else 0.0
-    hi = max(vals)
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","DejaVu Sans",sans-serif;margin:24px auto;max-width:1180px;
+     padding:0 16px;color:#222;line-height:1.4}
+h1{font-size:1.5em;margin-bottom:.2em}
+h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.verdict{display:inline-block;padding:.15em .6em;border-radius:.3em;color:#fff;font-weight:bold;margin-right:.4em}
+.pass{background:#2e7d32} .fail{background:#c62828}
+td.pass,td.fail{color:#fff;text-align:center;font-weight:bold}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #d0d0d0;padding:.3em .6em;vertical-align:top}
+th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:nth-child(even) td:not(.pass):not(.fail){background:#fafafa}
+figure{margin:1em 0} figure svg{max-width:100%;height:auto} figcaption{color:#555;font-size:.9em}
+.note{background:#fff8e1;border-left:4px solid #f9a825;padding:.5em .8em} details{margin:.6em 0}
+"""
 
-    def scale(v):
-        if v is None or v <= 0:
-            return 0
-        if log_scale:
-            return (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo) + 1e-12) * (w - left - 90)
-        return v / hi * (w - left - 90)
+_FIGURE_CAPTIONS = {
+    "layers": "Relative error of each layer's hidden state, eager fp32 vs the optimised IR, and of the logits. "
+              "Runtimes expose only their logits, so the package is drawn at the output, beside the IR it was "
+              "lowered from; the gap between the two is what the target's conversion and runtime add.",
+    "steps": "Every teacher-forced step (the prefill chunk, then one token per decode step): logit error, worst "
+             "per-position cosine and next-token agreement, of the IR and the package against eager fp32 and of "
+             "the package against the IR. Red lines are the gates on those metrics (dashed: against eager, "
+             "dash-dotted: against the IR).",
+    "perplexity": "Perplexity of the same text in every stage; the dashed line is the most the package may reach "
+                  "under the perplexity gate.",
+    "latency": "Every measured decode step and prefill (dots) with their spread (boxes: quartiles, whiskers: "
+               "1.5 IQR), and each runtime's resident memory after loading and at its peak.",
+}
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-             f'<text x="4" y="16" font-weight="bold">{html.escape(title)}</text>']
-    for i, (label, v) in enumerate(items):
-        y = 28 + i * row
-        parts.append(f'<text x="4" y="{y + 14}">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{scale(v):.1f}" height="{row - 8}" fill="#3b7dd8"/>')
-        parts.append(f'<text x="{left + scale(v) + 4:.1f}" y="{y + 14}">{_fmt(v)}{unit}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+
+def _cell(v, digits=4, cls="num") -> str:
+    return f"<td class='{cls}'>{html.escape(_fmt(v, digits))}</td>"
+
+
+def _text_cell(v) -> str:
+    return f"<td>{html.escape(str(v)) if v not in (None, '') else '-'}</td>"
+
+
+def _table(header: list[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(f'<tr>{r}</tr>' for r in rows)}</tbody></table>"
+
+
+def _status(passed: bool) -> str:
+    return "<td class='pass'>PASS</td>" if passed else "<td class='fail'>FAIL</td>"
+
+
+def _summary_html(r: dict) -> str:
+    rows = [f"<th>{html.escape(k)}</th>{_text_cell(v)}" for k, v in [
+        ("package", r["package"]), ("target", r["target"]), ("model", r["model"]),
+        ("quantization", r["quantization"] + (" (random weights)" if r["random_weights"] else "")),
+        ("text", r.get("text")), ("tokens in the stream", r.get("stream_tokens")),
+        ("numeric checks", r.get("numeric_checks"))]]
+    return "<table><tbody>" + "".join(f"<tr>{row}</tr>" for row in rows) + "</tbody></table>"
+
+
+def _checks_html(r: dict) -> str:
+    rows = [_status(c["passed"]) + f"<td><code>{html.escape(c['name'])}</code></td>" + _cell(c.get("value"), 6)
+            + _cell(c.get("threshold")) + _text_cell(c["detail"]) for c in r["checks"]]
+    return _table(["result", "check", "value", "limit", "detail"], rows)
+
+
+def _stages_html(r: dict) -> str:
+    rows = []
+    for s in r["stages"]:
+        prev = s.get("vs_previous_stage") or {}
+        rows.append(_text_cell(s["name"]) + _text_cell(s["runtime"]) + _cell(s["max_abs_err"]) + _cell(s["max_rel_err"])
+                    + _cell(s["cosine_min"], 6) + _cell(s["top1_agreement"]) + _cell(s["greedy_match_tokens"])
+                    + _cell(s["perplexity"]) + _cell(prev.get("max_abs_err")) + _cell(prev.get("cosine_min"), 6)
+                    + _cell(prev.get("top1_agreement")) + _cell(prev.get("ppl_change")))
+    return _table(["stage", "runtime", "max abs err", "max rel err", "min cosine", "top-1", "greedy match",
+                   "perplexity", "vs previous: max abs", "min cosine", "top-1", "ppl change"], rows)
+
+
+def _steps_html(r: dict) -> str:
+    package = r["stages"][-1]
+    lowering = (package.get("vs_previous_stage") or {}).get("steps") or []
+    rows = []
+    for i, st in enumerate(package.get("steps", [])):
+        low = lowering[i] if i < len(lowering) else {}
+        rows.append(_text_cell(st["step"]) + _cell(st["positions"]) + _cell(st["max_abs_err"])
+                    + _cell(st["cosine_min"], 6) + _cell(st["top1_agreement"]) + _cell(low.get("max_abs_err"))
+                    + _cell(low.get("cosine_min"), 6) + _cell(low.get("top1_agreement")))
+    return _table(["step", "positions", "vs eager: max abs err", "min cosine", "top-1", "vs IR: max abs err",
+                   "min cosine", "top-1"], rows)
+
+
+def _layers_html(r: dict) -> str:
+    rows = [_cell(x["layer"]) + _cell(x["max_abs_err"]) + _cell(x["rel_err"]) for x in r["layers"]["eager_vs_ir"]]
+    jump = r["layers"]["first_jump_layer"]
+    return (f"<p>First layer where the error jumps: {jump if jump is not None else 'none'}.</p>"
+            + _table(["layer", "max abs err", "relative err"], rows))
+
+
+def _latency_html(r: dict) -> str:
+    rows = []
+    for where, lat in r["latency"].items():
+        if "error" in lat:
+            rows.append(_text_cell(where) + f"<td colspan='8'>{html.escape(lat['error'])}</td>")
+            continue
+        rows.append(_text_cell(where) + _text_cell(lat.get("runtime")) + _text_cell(lat.get("threads"))
+                    + _cell(lat.get("prefill_tokens_per_s")) + _cell(lat.get("decode_tokens_per_s"))
+                    + _cell(lat.get("decode_tokens_per_s_min"), 3) + _cell(lat.get("decode_tokens_per_s_max"), 3)
+                    + _cell(lat.get("time_to_first_token_ms")) + _cell(lat.get("peak_rss_mib")))
+    sources = sorted({lat["memory_source"] for lat in r["latency"].values() if "memory_source" in lat})
+    note = "".join(f"<p>Memory of a package runtime: {html.escape(s)}.</p>" for s in sources)
+    return _table(["where", "runtime", "threads", "prefill tok/s", "decode tok/s (median)", "min", "max",
+                   "TTFT ms", "peak RSS MiB"], rows) + note
+
+
+def _gates_html(r: dict) -> str:
+    rows = [f"<td><code>{html.escape(g['name'])}</code></td>" + _cell(g["threshold"]) + _text_cell(g["source"])
+            for g in r.get("gates", [])]
+    return _table(["gate", "limit", "source"], rows)
 
 
 def to_html(r: dict) -> str:
-    err = [(s["name"], s["max_abs_err"]) for s in r["stages"][1:]]
-    layers = [(f"layer {x['layer']}", x["rel_err"]) for x in r["layers"]["eager_vs_ir"]]
-    ok = {k: v for k, v in r["latency"].items() if "error" not in v}
-    decode = [(k, v.get("decode_tokens_per_s")) for k, v in ok.items()]
-    prefill = [(k, v.get("prefill_tokens_per_s")) for k, v in ok.items()]
-    memory = [(f"{k} {what}", v.get(f"{what}_rss_mib")) for k, v in ok.items() for what in ("load", "peak")
-              if v.get(f"{what}_rss_mib") is not None]
-    body = [
-        _bars_svg("max abs logit error vs eager, per stage (log)", err, log_scale=True),
-        _bars_svg("relative hidden-state error per layer, eager vs IR (log)", layers, log_scale=True),
-        _bars_svg("decode tokens/s per runtime", decode, unit=" tok/s"),
-        _bars_svg("prefill tokens/s per runtime", prefill, unit=" tok/s"),
-        _bars_svg("resident memory per runtime (MiB)", memory, unit=" MiB"),
-    ]
-    md = html.escape(to_markdown(r))
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>elmexport validation</title></head><body>"
-            f"<h1>{verdict(r)}: {html.escape(r['package'])}</h1>"
-            + "".join(f"<div>{b}</div>" for b in body) + f"<pre>{md}</pre></body></html>")
+    """One self-contained page: summary and checks as tables, the plots as inline SVG (validation/plots.py), then
+    the numbers behind them. No script, no external file: it opens offline in any browser."""
+    from .plots import all_figures
+
+    figures = all_figures(r)
+    ok = verdict(r) == "PASSED"
+    parts = [f"<h1><span class='verdict {'pass' if ok else 'fail'}'>{verdict(r)}</span>"
+             f"{html.escape(r['package'])}</h1>", _summary_html(r)]
+    if r.get("skipped_reason"):
+        parts.append(f"<p class='note'>Numeric stages skipped: {html.escape(r['skipped_reason'])}.</p>")
+    parts += ["<h2>Checks</h2>", _checks_html(r)]
+    titles = {"layers": "Per-layer error", "steps": "Drift per step", "perplexity": "Perplexity",
+              "latency": "Latency and memory"}
+    for name, svg in figures.items():
+        parts.append(f"<h2>{titles[name]}</h2><figure id='plot-{name}'>{svg}"
+                     f"<figcaption>{html.escape(_FIGURE_CAPTIONS[name])}</figcaption></figure>")
+    if r["stages"]:
+        parts += ["<h2>Stages</h2><p>Each stage compared with the eager fp32 reference, and with the stage before "
+                  "it.</p>", _stages_html(r),
+                  "<details open><summary>Per step: the package against eager and against the IR</summary>",
+                  _steps_html(r), "</details>",
+                  "<details><summary>Per layer: eager vs IR hidden states</summary>", _layers_html(r), "</details>"]
+    if r["latency"]:
+        parts += ["<h2>Latency</h2>", _latency_html(r)]
+    parts += ["<h2>Gates applied</h2>", _gates_html(r)]
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{verdict(r)}: elmexport validation of {html.escape(r['package'])}</title>"
+            f"<style>{_CSS}</style></head><body>" + "".join(parts) + "</body></html>\n")
 
 
 def to_junit(r: dict) -> str:

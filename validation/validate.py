@@ -70,7 +70,7 @@ def _text_tokens(tokenizer, text_path: Path, n: int, vocab: int) -> tuple[list[i
 
 def _stage_comparison(reference: list[np.ndarray], steps: list[np.ndarray]) -> dict:
     per_step = [dict(step_metrics(a, b), positions=len(a)) for a, b in zip(reference, steps)]
-    return summarize(per_step)
+    return dict(summarize(per_step), steps=per_step)
 
 
 class PackageRuntimeError(Exception):
@@ -124,7 +124,7 @@ def _run_stages(runners, stream, ids, options, log) -> list[dict]:
             entry["greedy_match_tokens"] = greedy_match(ref_greedy, tokens)
             vs_prev = _stage_comparison(prev_steps, steps)
             entry["vs_previous_stage"] = {k: vs_prev[k] for k in ("max_abs_err", "max_rel_err", "top1_agreement",
-                                                                  "cosine_min")}
+                                                                  "cosine_min", "steps")}
             entry["vs_previous_stage"]["ppl_change"] = abs(ppl / prev_ppl - 1.0)
             entry["vs_previous_stage"]["greedy_match_tokens"] = greedy_match(prev_greedy, tokens)
             entry["ppl_increase"] = ppl / ref_ppl - 1.0

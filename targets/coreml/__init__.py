@@ -3,7 +3,13 @@
     IR -> copy, elm.attention lowered (attention.py) --export("prefill", chunk=C)--> ct.convert --> prefill ─┐
                                                      --export("decode")-----------> ct.convert --> decode ──┴─
                                                         save_multifunction --> <name>.mlpackage
-Both functions read and write the same per-layer KV-cache states (`layers_{i}_attn_{k,v}_cache`, fp16,
+With `verify_tokens=N` (CLI `--verify-tokens N`, off by default) a third function `verify` takes N tokens
+(input_ids int32 [1, N], input_pos int32 [N]) and returns logits for all N rows: the target of a speculative
+pair scores its last token plus k proposals in one call (N = k + 1). It is the prefill graph at length N.
+The manifest records it (`functions` lists "verify", `verify_tokens`: N) and so does the user-defined metadata
+(`elmexport.verify_tokens`). The runner (runner.py) sends a call of 2..N tokens through `verify` in one
+prediction, padded to N like a prefill chunk, and returns the real tokens' rows.
+All functions read and write the same per-layer KV-cache states (`layers_{i}_attn_{k,v}_cache`, fp16,
 [1, n_kv_i, context, head_dim]: per-layer shapes, so no memory is spent padding OpenELM's narrow early layers),
 updated in place with slice_update; attention is the fused scaled_dot_product_attention op. Weights are shared
 between the functions and stored once. elm:: ops are lowered by targets/coreml/lowering.py.
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...passes.quant_config import LINEAR_MODES, PALETTE_MODES
+from ...errors import ElmExportError
 from ..options import TargetOptions, option
 from ...package import base_manifest, finish_manifest, pass_records, write_package
 
@@ -32,6 +39,14 @@ DEFAULT_CHUNK = 64
 class CoreMLOptions(TargetOptions):
     prefill_chunk: int = option(DEFAULT_CHUNK, "tokens per prefill call (the last chunk is padded; decode handles "
                                                "single tokens)", minimum=2)
+    verify_tokens: int | None = option(None, "add a `verify` function scoring N tokens in one call with a logits row "
+                                             "for each (a speculative pair's target needs k + 1)", minimum=2,
+                                       metavar="N")
+
+    def check(self, context: int | None) -> None:
+        if self.verify_tokens is not None and context is not None and self.verify_tokens > context:
+            raise ElmExportError(f"--verify-tokens {self.verify_tokens} exceeds the context of {context}; "
+                                 f"give at most {context}")
 
 
 OPTIONS = CoreMLOptions
@@ -64,7 +79,7 @@ def lowered_graph(compiled, log=None):
     return run_target_passes(compiled, "coreml", PIPELINE, None, log or (lambda *_: None))
 
 
-def convert_entry(ir, entry: str, chunk: int | None, log, lowered):
+def convert_entry(ir, entry: str, chunk: int | None, log, lowered, function: str | None = None):
     """torch.export the entry from the lowered IR graph (`lowered_graph`'s result), convert to an fp16 ML Program."""
     from .lowering import register_lowerings, reset_shared_weights
 
@@ -85,7 +100,7 @@ def convert_entry(ir, entry: str, chunk: int | None, log, lowered):
     if out_name != "logits":
         ct.utils.rename_feature(spec, out_name, "logits")
         mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
-    log(f"converted {entry} (T={chunk or 1}) to Core ML in {time.perf_counter() - t0:.1f} s; "
+    log(f"converted {function or entry} (T={chunk or 1}) to Core ML in {time.perf_counter() - t0:.1f} s; "
         f"{attention} attention ops with GQA folded")
     return mlmodel
 
@@ -119,32 +134,39 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
         work = Path(work)
         lowered = lowered_graph(compiled, log)
-        for entry, T in (("prefill", chunk), ("decode", None)):
-            convert_entry(ir, entry, T, log, lowered).save(str(work / f"{entry}.mlpackage"))
-        separate = sum(_dir_size(work / f"{e}.mlpackage") for e in ("prefill", "decode"))
+        functions = {"prefill": ("prefill", chunk), "decode": ("decode", None)}
+        if options.verify_tokens is not None:  # the same graph as prefill at another fixed length
+            functions["verify"] = ("prefill", min(options.verify_tokens, ir.context))
+        for function, (entry, T) in functions.items():
+            convert_entry(ir, entry, T, log, lowered, function).save(str(work / f"{function}.mlpackage"))
+        separate = sum(_dir_size(work / f"{f}.mlpackage") for f in functions)
         with write_package(out_dir) as tmp:
             pkg = tmp / f"{cfg.name}.mlpackage"
             desc = ct.utils.MultiFunctionDescriptor()
-            desc.add_function(str(work / "prefill.mlpackage"), src_function_name="main", target_function_name="prefill")
-            desc.add_function(str(work / "decode.mlpackage"), src_function_name="main", target_function_name="decode")
+            for function in functions:
+                desc.add_function(str(work / f"{function}.mlpackage"), src_function_name="main",
+                                  target_function_name=function)
             desc.default_function_name = "decode"
             with quiet_coremltools():
                 ct.utils.save_multifunction(desc, str(pkg))
             combined = _dir_size(pkg)
-            log(f"multifunction package {combined / 2**20:.1f} MiB (prefill + decode saved separately: "
+            log(f"multifunction package {combined / 2**20:.1f} MiB ({' + '.join(functions)} saved separately: "
                 f"{separate / 2**20:.1f} MiB): weights stored once")
-            metadata = _user_metadata(compiled, chunk)
+            verify = functions["verify"][1] if "verify" in functions else None
+            metadata = _user_metadata(compiled, chunk, verify)
             _set_metadata(ct, pkg, metadata)
             _stabilise_item_identifiers(pkg)
             states = [{"name": n.replace(".", "_"), "shape": list(ir.gm.get_buffer(n).shape), "dtype": "float16"}
                       for n in ir.cache_names()]
             manifest = base_manifest(
                 compiled, "coreml", name,
-                model_file=pkg.name, prefill_chunk=chunk, functions=["prefill", "decode"],
+                model_file=pkg.name, prefill_chunk=chunk, functions=list(functions),
+                **({"verify_tokens": verify} if verify is not None else {}),
                 deployment_target="iOS18", compute_precision="float16",
                 inputs=[{"name": "input_ids", "shape": [1, "T"], "dtype": "int32"},
                         {"name": "input_pos", "shape": ["T"], "dtype": "int32",
-                         "note": "contiguous positions start..start+T-1; T = prefill_chunk (prefill) or 1 (decode)"}],
+                         "note": "contiguous positions start..start+T-1; T = prefill_chunk (prefill), "
+                                 "verify_tokens (verify) or 1 (decode)"}],
                 outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float16"}],
                 states=states,
                 mil_op_counts=op_counts(pkg),
@@ -155,8 +177,9 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
             return finish_manifest(tmp, manifest, compiled.loaded.tokenizer)
 
 
-def _user_metadata(compiled, chunk: int) -> dict[str, str]:
+def _user_metadata(compiled, chunk: int, verify: int | None) -> dict[str, str]:
     cfg, tok = compiled.loaded.cfg, compiled.loaded.tokenizer
+    extra = {"elmexport.verify_tokens": str(verify)} if verify is not None else {}
     return {
         "elmexport.model": cfg.name,
         "elmexport.family": cfg.family,
@@ -170,6 +193,7 @@ def _user_metadata(compiled, chunk: int) -> dict[str, str]:
         "elmexport.quantization": compiled.quant.name,
         "elmexport.random_weights": str(bool(compiled.loaded.source.get("random_weights"))).lower(),
         "elmexport.tokenizer": "tokenizer.json" if tok is not None else "",
+        **extra,
     }
 
 

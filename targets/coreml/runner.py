@@ -5,6 +5,8 @@ The package contract (targets/coreml/__init__.py): `prefill` takes exactly `pref
 token 0 at the following positions: the padded positions are written to the cache but every later query masks
 them out (attention reads positions <= its own), and decode overwrites them as it reaches them. Near the end of the
 context, where a padded chunk would run past it, the remaining tokens go through `decode` one by one.
+A package exported with `verify_tokens=N` also has `verify` (N tokens, a logits row each): a call feeding 2..N
+tokens goes through it in one prediction, padded the same way (a speculative pair's target verifies k + 1 tokens).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class CoreMLPackageRunner:
         self.manifest = manifest
         self.context = int(manifest["context_length"])
         self.chunk = int(manifest["prefill_chunk"])
+        self.verify = int(manifest["verify_tokens"]) if "verify" in manifest.get("functions", []) else None
         model_path = Path(package_dir) / manifest["model_file"]
         try:
             self.model = open_coreml_runner(model_path)
@@ -43,6 +46,8 @@ class CoreMLPackageRunner:
     def forward(self, ids: list[int], start_pos: int) -> np.ndarray:
         if start_pos + len(ids) > self.context:
             raise ElmExportError(f"{start_pos + len(ids)} tokens exceed the package's context of {self.context}")
+        if self.verify is not None and 2 <= len(ids) <= self.verify and start_pos + self.verify <= self.context:
+            return self._call("verify", ids + [0] * (self.verify - len(ids)), start_pos)[:len(ids)]
         rows, pos, i = [], start_pos, 0
         while i < len(ids):
             n = min(self.chunk, len(ids) - i)

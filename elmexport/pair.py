@@ -185,15 +185,20 @@ class LoadedPair:
     draft: object
 
     def generate(self, prompt: str, *, max_new_tokens: int = 64, k: int | None = None, chat: bool = True,
-                 system: str | None = None, on_text: Callable[[str], None] | None = None):
-        """Greedy speculative decoding; returns a SpeculativeResult (tokens, acceptance, tokens per target call)."""
+                 system: str | None = None, on_text: Callable[[str], None] | None = None,
+                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                 seed: int = 0):
+        """Speculative decoding, greedy by default; with temperature > 0 the accept/reject rule samples exactly as
+        the target's own sampler would. Returns a SpeculativeResult (tokens, acceptance, tokens per target call)."""
+        from .generation import SamplingOptions
         from .speculative import speculative_generate
 
         tokenizer = self.target.tokenizer
+        sampling = SamplingOptions(temperature, top_k, top_p, repetition_penalty, seed)
         return speculative_generate(self.target.runner, self.draft.runner,
                                     self.target.prompt_ids(prompt, chat=chat, system=system), max_new_tokens,
                                     k=k if k is not None else self.pair["k"], eos_ids=tokenizer.eos_token_ids,
-                                    tokenizer=tokenizer, on_text=on_text)
+                                    tokenizer=tokenizer, on_text=on_text, sampling=sampling)
 
 
 def load_pair(pair_dir: str | Path) -> LoadedPair:

@@ -36,7 +36,8 @@ from itertools import accumulate
 
 import numpy as np
 
-__all__ = ["SplitMix64", "candidate_weights", "apply_repetition_penalty", "sample_next"]
+__all__ = ["SplitMix64", "candidate_weights", "apply_repetition_penalty", "sample_next", "token_distribution",
+           "sample_from"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -133,3 +134,35 @@ def sample_next(
             last_positive = token
         previous = c
     return last_positive
+
+
+def token_distribution(
+    logits: np.ndarray, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+    repetition_penalty: float = 1.0, previous_tokens: Iterable[int] = (),
+) -> np.ndarray:
+    """The whole next-token distribution `sample_next` draws from, as float64 probabilities over the vocabulary.
+
+    Speculative sampling needs p(x) and q(x) for any token x, not just one draw; temperature <= 0 gives the
+    one-hot of the greedy choice, so the accept/reject rule then reduces to greedy verification.
+    """
+    previous_tokens = tuple(previous_tokens)
+    if temperature <= 0:
+        x = apply_repetition_penalty(_as_float64(logits), previous_tokens, repetition_penalty)
+        probs = np.zeros_like(x)
+        probs[int(np.argmax(x))] = 1.0
+        return probs
+    ids, cum = candidate_weights(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 repetition_penalty=repetition_penalty, previous_tokens=previous_tokens)
+    probs = np.zeros(np.asarray(logits).size, dtype=np.float64)
+    probs[ids] = np.diff(np.asarray([0.0] + cum)) / cum[-1]
+    return probs
+
+
+def sample_from(weights: np.ndarray, rng: SplitMix64) -> int:
+    """One id drawn with probability proportional to `weights` (non-negative, not all zero): inverse CDF by id."""
+    cum = np.cumsum(weights, dtype=np.float64)
+    if not cum[-1] > 0:
+        raise ValueError("sample_from needs a positive total weight")
+    i = int(np.searchsorted(cum, rng.next_double() * cum[-1], side="right"))
+    # the first id whose running sum exceeds r has weight > 0; past the end only by rounding: the last id with weight
+    return i if i < cum.size else int(np.flatnonzero(np.asarray(weights) > 0)[-1])

@@ -1,4 +1,7 @@
-"""Greedy speculative decoding over two Runners: a small draft proposes k tokens, the target checks them in one call.
+"""Speculative decoding over two Runners: a small draft proposes k tokens, the target checks them in one call.
+
+Greedy by default (below); with sampling options, the accept/reject rule of `_AcceptRejectRule` keeps the output
+distributed exactly as the target's own sampler, over the same loop and cache invariants.
 
 Why it is exact: the target scores its last accepted token plus the k proposals in ONE forward call, which returns
 a logits row for every fed position. Row i is what the target alone would have computed after the same prefix, so
@@ -24,7 +27,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import ElmExportError
-from .generation import TextStream, new_token_budget
+from .generation import SamplingOptions, TextStream, new_token_budget
+from .sampling import SplitMix64, sample_from, token_distribution
 from .validation.runner import last_logits
 
 
@@ -70,15 +74,73 @@ def check_k(k) -> int:
     return k
 
 
+class _GreedyRule:
+    """Greedy verification: keep proposals while they equal the target's argmax, then append the target's argmax."""
+
+    def first(self, row, prefix) -> int:
+        return int(np.argmax(row))
+
+    def propose(self, row, prefix) -> int:
+        return int(np.argmax(row))
+
+    def verify(self, rows, proposals, prefix) -> tuple[int, int]:
+        m = 0
+        while m < len(proposals) and int(np.argmax(rows[m])) == proposals[m]:
+            m += 1
+        return m, int(np.argmax(rows[m]))
+
+
+class _AcceptRejectRule:
+    """Speculative sampling (Leviathan et al. 2023; Chen et al. 2023): the output is distributed exactly as the
+    target's own sampler, whatever the draft.
+
+    With p and q the target's and the draft's distributions after the same prefix, both transformed by the shared
+    sampler (temperature, top-k, top-p, repetition penalty over that prefix): a drafted x ~ q is kept with
+    probability min(1, p(x) / q(x)); the first rejected position draws from max(0, p - q) normalised; when all k
+    are kept the target's next row gives one more token. Seeded: one SplitMix64 stream drives every draw.
+    """
+
+    def __init__(self, options):
+        self.options, self.rng, self.q = options, SplitMix64(options.seed), []
+
+    def dist(self, row, prefix) -> np.ndarray:
+        o = self.options
+        return token_distribution(row, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
+                                  repetition_penalty=o.repetition_penalty, previous_tokens=prefix)
+
+    def first(self, row, prefix) -> int:
+        self.q = []
+        return sample_from(self.dist(row, prefix), self.rng)
+
+    def propose(self, row, prefix) -> int:
+        q = self.dist(row, prefix)
+        self.q.append(q)
+        return sample_from(q, self.rng)
+
+    def verify(self, rows, proposals, prefix) -> tuple[int, int]:
+        qs, self.q = self.q, []
+        for m, (x, q) in enumerate(zip(proposals, qs)):
+            p = self.dist(rows[m], list(prefix) + proposals[:m])
+            if self.rng.next_double() * q[x] >= p[x]:  # u >= p(x) / q(x), without dividing; q(x) > 0 as x ~ q
+                residual = np.maximum(p - q, 0.0)
+                return m, sample_from(residual if residual.sum() > 0 else p, self.rng)
+        return len(proposals), sample_from(self.dist(rows[len(proposals)], list(prefix) + proposals), self.rng)
+
+
 def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: int, k: int = 4, *,
                          eos_ids: list[int] | tuple = (), tokenizer=None,
-                         on_text: Callable[[str], None] | None = None) -> SpeculativeResult:
-    """Greedy tokens of `target` after `prompt_ids`, proposed k at a time by `draft` (both Runners, same vocab).
+                         on_text: Callable[[str], None] | None = None,
+                         sampling: SamplingOptions | None = None) -> SpeculativeResult:
+    """Tokens of `target` after `prompt_ids`, proposed k at a time by `draft` (both Runners, same vocab).
 
+    Greedy (the target's greedy tokens, exactly) unless `sampling` asks for temperature > 0 or a repetition
+    penalty; then the accept/reject rule makes the output follow the target's own sampling distribution.
     Stops at an `eos_ids` token (not included) or after `max_new_tokens`. With a tokenizer, `.text` is filled and
     `on_text` receives decoded pieces as they become stable.
     """
     k = check_k(k)
+    greedy = sampling is None or (sampling.temperature <= 0 and sampling.repetition_penalty == 1)
+    rule = _GreedyRule() if greedy else _AcceptRejectRule(sampling)
     context = min(target.context, draft.context)
     max_new_tokens = new_token_budget(prompt_ids, context, max_new_tokens, "the pair's context",
                                       "export the pair")
@@ -100,7 +162,7 @@ def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: i
     target.reset()
     draft.reset()
     t0 = time.perf_counter()
-    first = int(np.argmax(last_logits(target, seq, 0)))
+    first = rule.first(last_logits(target, seq, 0), seq)
     result.target_calls += 1
     last_logits(draft, seq, 0)  # the draft's prefill: its logits are not needed, only its cache
     result.draft_calls += 1
@@ -115,24 +177,22 @@ def speculative_generate(target, draft, prompt_ids: list[int], max_new_tokens: i
         if kk:
             logits = last_logits(draft, seq[draft_fed:], draft_fed)  # catch up: at least seq[-1] at n - 1
             result.draft_calls += 1
-            proposals.append(int(np.argmax(logits)))
+            proposals.append(rule.propose(logits, seq))
             for i in range(1, kk):
                 logits = last_logits(draft, [proposals[-1]], n - 1 + i)
                 result.draft_calls += 1
-                proposals.append(int(np.argmax(logits)))
+                proposals.append(rule.propose(logits, seq + proposals))
         rows = target.forward([seq[-1]] + proposals, n - 1)
         result.target_calls += 1
         if rows.shape[0] != kk + 1:
             raise ElmExportError(f"{getattr(target, 'name', 'target')}: returned {rows.shape[0]} logits rows for "
                                  f"{kk + 1} tokens; the target must return every fed position's logits")
-        m = 0
-        while m < kk and int(np.argmax(rows[m])) == proposals[m]:
-            m += 1
+        m, last = rule.verify(rows, proposals, seq)
         result.proposed += kk
         result.accepted += m
         if kk:
             draft_fed = min(n - 1 + kk, n + m)  # its slots past that hold rejected proposals (or nothing yet)
-        for token in proposals[:m] + [int(np.argmax(rows[m]))]:
+        for token in proposals[:m] + [last]:
             going = emit(token)
             if not going:
                 break

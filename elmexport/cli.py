@@ -224,16 +224,15 @@ def _cmd_generate(args) -> int:
 
 
 def _generate_pair(args) -> int:
-    """Greedy speculative decoding with a pair folder; the sampling flags do not apply to it."""
+    """Speculative decoding with a pair folder: greedy, or the target's own sampling with the sampling flags."""
     from .pair import load_pair
     from .progress import console
 
-    if args.temperature > 0 or args.top_k or args.top_p < 1 or args.repetition_penalty != 1:
-        raise ElmExportError("a pair decodes greedily; drop --temperature/--top-k/--top-p/--repetition-penalty, "
-                             "or generate with one of its packages")
     pair = load_pair(args.package)
     result = pair.generate(args.prompt, max_new_tokens=args.max_new_tokens, k=args.k, chat=not args.no_chat,
-                           system=args.system, on_text=lambda s: print(s, end="", flush=True))
+                           system=args.system, on_text=lambda s: print(s, end="", flush=True),
+                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           repetition_penalty=args.repetition_penalty, seed=args.seed)
     print()
     console.log(f"{len(result.prompt_tokens)} prompt tokens; {result.summary()} "
                 f"({pair.target.runtime} + draft {pair.draft.runtime})")

@@ -69,8 +69,10 @@ def test_generate_pair_dir_prints_the_pair_numbers(onnx_pair):
               "--k", "2")
     assert out.returncode == 0, out.stderr
     assert "acceptance" in out.stderr and "tokens per target call" in out.stderr and "tok/s" in out.stderr
-    out = run("generate", str(onnx_pair), "--prompt", "x", "--temperature", "0.7")
-    assert out.returncode == 2 and "greedily" in out.stderr and "Traceback" not in out.stderr
+    sampled = [run("generate", str(onnx_pair), "--prompt", "x", "--no-chat", "--max-new-tokens", "8",
+                   "--temperature", "0.7", "--top-k", "50", "--seed", seed) for seed in ("3", "3")]
+    assert all(o.returncode == 0 for o in sampled), sampled[0].stderr
+    assert sampled[0].stdout == sampled[1].stdout and "acceptance" in sampled[0].stderr  # seeded
 
 
 def test_validate_on_a_pair_folder_names_its_packages(onnx_pair):

@@ -8,6 +8,10 @@
 The summary keeps frames above --min-percent of the wall time (pyinstrument's own filter), so the few calls that
 own the minutes stand out; the exporter's own timing lines (export / lower / serialize) are printed as it runs.
 Sampling adds a few percent of overhead: compare wall times without the profiler (`time elmexport ...`).
+
+`--stages` skips the sampler and times the lowering's retraces directly instead: how many times torch.export's
+run_decompositions, the edge-program generation and XNNPACK's preprocess run, and each XNNPACK pass summed over
+every partition (each pass re-traces its partition once).
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ def main(argv=None) -> int:
     ap.add_argument("--session", type=Path, default=None, help="also save pyinstrument's raw session (re-render "
                                                                  "with `pyinstrument --load FILE`)")
     ap.add_argument("--load", type=Path, default=None, help="summarise a saved session instead of exporting")
+    ap.add_argument("--stages", action="store_true", help="count and time the lowering's retraces, no sampler")
     args = ap.parse_args(argv)
+    if args.stages:
+        return stage_counts(args)
 
     from pyinstrument.session import Session
 
@@ -57,10 +64,57 @@ def profile_export(args):
     with tempfile.TemporaryDirectory() as tmp:
         profiler = Profiler(interval=0.01)
         profiler.start()
-        elmexport.export(args.model, args.target, quant=args.quant, out=Path(tmp) / "pkg",
+        elmexport.export(args.model, args.target, quant=args.quant, out=Path(tmp) / "pkg", cache=False,
                          random_weights=args.random_weights, context=args.context, log=print)
         profiler.stop()
     return profiler.last_session
+
+
+def stage_counts(args) -> int:
+    """Wrap the lowering's retracing entry points with timers for one export, then print calls and seconds each."""
+    import time
+    from collections import defaultdict
+
+    import torch.export.exported_program as exported_program
+    from executorch.backends.xnnpack import _passes as xnnpack_passes
+    from executorch.backends.xnnpack import xnnpack_preprocess
+    from executorch.exir.program import _program
+
+    seconds, calls = defaultdict(float), Counter()
+
+    def timed(key, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                name = key(*a) if callable(key) else key
+                seconds[name] += time.perf_counter() - t0
+                calls[name] += 1
+        return wrapper
+
+    exported_program.ExportedProgram.run_decompositions = timed(
+        "torch.export run_decompositions", exported_program.ExportedProgram.run_decompositions)
+    _program._generate_edge_program = timed("executorch _generate_edge_program", _program._generate_edge_program)
+    backend = xnnpack_preprocess.XnnpackBackend
+    backend.preprocess = staticmethod(timed("xnnpack preprocess (per partition)", backend.preprocess))
+    xnnpack_passes._transform = timed(lambda ep, p: f"  xnnpack pass {type(p).__name__}", xnnpack_passes._transform)
+
+    import elmexport
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        elmexport.export(args.model, args.target, quant=args.quant, out=Path(tmp) / "pkg", cache=False,
+                         random_weights=args.random_weights, context=args.context, log=print)
+    rows = [f"{s:8.2f} s  x{calls[k]:<4d} {k}" for k, s in sorted(seconds.items(), key=lambda kv: -kv[1])]
+    text = (f"# stages of elmexport.export({args.model or 'default model'!r}, {args.target!r}, quant={args.quant!r},"
+            f" random_weights={args.random_weights}): {time.perf_counter() - t0:.1f} s wall\n"
+            f"# command: python {' '.join(sys.argv)}\n" + "\n".join(rows) + "\n")
+    print(text)
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(text)
+    return 0
 
 
 def branch_tree(root, threshold: float) -> str:

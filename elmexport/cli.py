@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-steps", type=non_negative_int, default=8)
     p.add_argument("--greedy-tokens", type=non_negative_int, default=16)
     p.add_argument("--ppl-tokens", type=positive_int, default=256, help="tokens of --text scored for perplexity")
+    p.add_argument("--k-values", type=positive_int, nargs="+", help="for a pair folder: k values to check "
+                   "(default: the pair's k)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--thresholds", metavar="YAML", help="thresholds file (keys as the flags below, with _); "
                                                         "overrides the quantization preset's default gates")
@@ -296,9 +298,26 @@ def _thresholds(args) -> tuple[dict, dict]:
     return values, sources
 
 
+def _validate_pair(args) -> int:
+    """A pair folder: greedy equivalence, acceptance and speed-up by k (pair_validation.py); exit 1 on a mismatch."""
+    from pathlib import Path
+
+    from .pair_validation import validate_pair, write_pair_report
+    from .progress import console
+
+    report = validate_pair(args.package, k_values=args.k_values, log=console.log)
+    paths = write_pair_report(report, Path(args.out or Path(args.package) / "validation"))
+    console.log(f"pair validation {'passed' if report['passed'] else 'FAILED'}: {', '.join(map(str, paths))}")
+    return 0 if report["passed"] else 1
+
+
 def _cmd_validate(args) -> int:
     from pathlib import Path
 
+    from .pair import is_pair
+
+    if is_pair(args.package):
+        return _validate_pair(args)
     from .api import validate
     from .progress import console
     from .validation.device_report import check_same_package, device_greedy_check, load_device_report

@@ -21,6 +21,7 @@ from .layers import eager_hidden_states, first_jump, ir_hidden_states, layer_err
 from .metrics import greedy_match, step_metrics, summarize
 from .perplexity import DEFAULT_TEXT, perplexity
 from .reference import rebuild_compiled
+from .runner import last_logits
 from .runners import open_package_runner
 from .streams import greedy, teacher_forced_steps
 
@@ -93,6 +94,14 @@ class _Guarded:
     def forward(self, ids, start):
         try:
             return self.runner.forward(ids, start)
+        except Exception as e:
+            raise PackageRuntimeError(f"{type(e).__name__}: {str(e)[:300]}") from e
+
+    def forward_last(self, ids, start):
+        """The last row through the runner's own last-row path when it has one (generation's: a last-position
+        prefill), so greedy checks the calls `elmexport generate` makes; `forward` keeps every row."""
+        try:
+            return last_logits(self.runner, ids, start)
         except Exception as e:
             raise PackageRuntimeError(f"{type(e).__name__}: {str(e)[:300]}") from e
 

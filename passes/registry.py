@@ -38,6 +38,7 @@ TARGET_PASSES = {
     "executorch::quantized_weights": ("elmexport.targets.executorch.quant", "QuantizedWeights"),
     "executorch::rms_norm_reference": ("elmexport.targets.executorch.coreml_delegate", "RMSNormReference"),
     "coreml::lower_attention": ("elmexport.targets.coreml.attention", "LowerAttention"),
+    "coreml::row_logits": ("elmexport.targets.coreml.row_logits", "RowLogits"),
 }
 
 

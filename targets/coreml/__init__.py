@@ -33,6 +33,7 @@ from ...package import base_manifest, finish_manifest, pass_records, write_packa
 
 DESCRIPTION = "export a stateful multifunction Core ML package (.mlpackage, iOS 18, fp16)"
 DEFAULT_CHUNK = 64
+ROW_INPUT = "logits_row"  # prefill's input naming the row it returns (row_logits.py)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def import_coremltools():
     return ct
 
 
-PIPELINE = ["coreml::lower_attention"]  # the target passes (passes/registry.py names them)
+PIPELINE = ["coreml::lower_attention", "coreml::row_logits"]  # the target passes (passes/registry.py names them)
 
 
 def lowered_graph(compiled, log=None):
@@ -79,8 +80,11 @@ def lowered_graph(compiled, log=None):
     return run_target_passes(compiled, "coreml", PIPELINE, None, log or (lambda *_: None))
 
 
-def convert_entry(ir, entry: str, chunk: int | None, log, lowered, function: str | None = None):
-    """torch.export the entry from the lowered IR graph (`lowered_graph`'s result), convert to an fp16 ML Program."""
+def convert_entry(function: str, tokens: int, log, lowered, row_input: bool = False):
+    """torch.export the lowered IR graph (`lowered_graph`'s result) at a fixed `tokens` per call, with the
+    `logits_row` input (row_logits.py) when `row_input`, and convert it to an fp16 ML Program."""
+    import torch
+
     from .lowering import register_lowerings, reset_shared_weights
 
     ct = import_coremltools()
@@ -89,7 +93,9 @@ def convert_entry(ir, entry: str, chunk: int | None, log, lowered, function: str
     t0 = time.perf_counter()
     program, reports = lowered
     attention = reports[0].changed["attention_lowered"]
-    ep = ir.export(entry, chunk=chunk, gm=program.gm).run_decompositions({})
+    args = (torch.zeros(1, tokens, dtype=torch.long), torch.arange(tokens, dtype=torch.long))
+    args += (torch.tensor([tokens - 1], dtype=torch.long),) if row_input else ()
+    ep = torch.export.export(program.gm, args).run_decompositions({})
     with quiet_coremltools():
         mlmodel = ct.convert(
             ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
@@ -100,7 +106,7 @@ def convert_entry(ir, entry: str, chunk: int | None, log, lowered, function: str
     if out_name != "logits":
         ct.utils.rename_feature(spec, out_name, "logits")
         mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
-    log(f"converted {function or entry} (T={chunk or 1}) to Core ML in {time.perf_counter() - t0:.1f} s; "
+    log(f"converted {function} (T={tokens}) to Core ML in {time.perf_counter() - t0:.1f} s; "
         f"{attention} attention ops with GQA folded")
     return mlmodel
 
@@ -134,11 +140,12 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="elm-coreml-") as work:
         work = Path(work)
         lowered = lowered_graph(compiled, log)
-        functions = {"prefill": ("prefill", chunk), "decode": ("decode", None)}
-        if options.verify_tokens is not None:  # the same graph as prefill at another fixed length
-            functions["verify"] = ("prefill", min(options.verify_tokens, ir.context))
-        for function, (entry, T) in functions.items():
-            convert_entry(ir, entry, T, log, lowered, function).save(str(work / f"{function}.mlpackage"))
+        # function -> (tokens per call, whether it takes `logits_row` and returns that one row)
+        functions = {"prefill": (chunk, True), "decode": (1, False)}
+        if options.verify_tokens is not None:  # every row, as the prefill graph computes them
+            functions["verify"] = (min(options.verify_tokens, ir.context), False)
+        for function, (T, row_input) in functions.items():
+            convert_entry(function, T, log, lowered, row_input).save(str(work / f"{function}.mlpackage"))
         separate = sum(_dir_size(work / f"{f}.mlpackage") for f in functions)
         with write_package(out_dir) as tmp:
             pkg = tmp / f"{cfg.name}.mlpackage"
@@ -152,7 +159,7 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
             combined = _dir_size(pkg)
             log(f"multifunction package {combined / 2**20:.1f} MiB ({' + '.join(functions)} saved separately: "
                 f"{separate / 2**20:.1f} MiB): weights stored once")
-            verify = functions["verify"][1] if "verify" in functions else None
+            verify = functions["verify"][0] if "verify" in functions else None
             metadata = _user_metadata(compiled, chunk, verify)
             _set_metadata(ct, pkg, metadata)
             _stabilise_item_identifiers(pkg)
@@ -166,8 +173,12 @@ def export(compiled, options: CoreMLOptions, out_dir: Path, log) -> dict:
                 inputs=[{"name": "input_ids", "shape": [1, "T"], "dtype": "int32"},
                         {"name": "input_pos", "shape": ["T"], "dtype": "int32",
                          "note": "contiguous positions start..start+T-1; T = prefill_chunk (prefill), "
-                                 "verify_tokens (verify) or 1 (decode)"}],
-                outputs=[{"name": "logits", "shape": [1, "T", cfg.vocab_size], "dtype": "float16"}],
+                                 "verify_tokens (verify) or 1 (decode)"},
+                        {"name": ROW_INPUT, "shape": [1], "dtype": "int32", "functions": ["prefill"],
+                         "note": "the row of the chunk whose logits prefill returns: its last real token's index"}],
+                outputs=[{"name": "logits", "shape": [1, "R", cfg.vocab_size], "dtype": "float16",
+                          "note": "R = 1 for prefill (the logits_row row) and decode, verify_tokens for verify"}],
+                prefill_logits="row",  # prefill returns the `logits_row` row only (row_logits.py)
                 states=states,
                 mil_op_counts=op_counts(pkg),
                 size_separate_functions_bytes=separate, size_multifunction_bytes=combined,
@@ -193,6 +204,7 @@ def _user_metadata(compiled, chunk: int, verify: int | None) -> dict[str, str]:
         "elmexport.quantization": compiled.quant.name,
         "elmexport.random_weights": str(bool(compiled.loaded.source.get("random_weights"))).lower(),
         "elmexport.tokenizer": "tokenizer.json" if tok is not None else "",
+        "elmexport.prefill_logits": "row",  # prefill returns the row its `logits_row` input names
         **extra,
     }
 

@@ -50,6 +50,12 @@ def test_interpreter_matches_ir_prefill_and_decode(packages, quant):
     ref = ir.runner()
     ref.reset()
     prompt = list(range(100, 120))  # 20 tokens: one full chunk + a padded one
+    # generation's path: two prefill calls, the second returning the row of its 4th (last real) token
+    last = runner.forward_last(prompt, 0)
+    assert np.abs(last - ref.forward(prompt, 0)[-1]).max() <= 2e-2
+    runner.reset()
+    ref.reset()
+    # every row (validation's path): one decode call per token in a package without verify
     got, want = [runner.forward(prompt, 0)], [ref.forward(prompt, 0)]
     token = int(got[0][-1].argmax())
     for step in range(8):
@@ -73,6 +79,7 @@ def test_package_layout_metadata_and_shared_weights(packages):
     manifest = read_manifest(pkg)
     assert (pkg / "tokenizer.json").exists() and (pkg / manifest["model_file"]).is_dir()
     assert manifest["functions"] == ["prefill", "decode"] and manifest["random_weights"] is True
+    assert manifest["prefill_logits"] == "row" and "verify_tokens" not in manifest
     assert manifest["size_multifunction_bytes"] < 0.6 * manifest["size_separate_functions_bytes"]
     ops = manifest["mil_op_counts"]["decode"]
     assert ops.get("constexpr_blockwise_shift_scale", 0) == 4 * 4 + 1  # tied table stored once

@@ -21,12 +21,16 @@ from ...errors import ElmExportError
 DEFAULT_THREADS = None  # onnxruntime's own choice (one intra-op thread per physical core) unless a caller asks
 
 
-def session_options(threads: int | None = DEFAULT_THREADS):
+def session_options(threads: int | None = DEFAULT_THREADS, spinning: bool = True):
+    """`spinning=False` stops idle intra-op threads from busy-waiting: two sessions taking turns (a speculative
+    pair) otherwise steal each other's cores while waiting."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -35,13 +39,14 @@ def session_options(threads: int | None = DEFAULT_THREADS):
 
 
 class OnnxRunner:
-    def __init__(self, model_path: Path, context: int, threads: int | None = DEFAULT_THREADS, name: str | None = None):
+    def __init__(self, model_path: Path, context: int, threads: int | None = DEFAULT_THREADS, name: str | None = None,
+                 spinning: bool = True):
         import onnxruntime as ort
 
         if not model_path.exists():
             raise ElmExportError(f"{model_path}: missing; re-export the ONNX package")
         self.ort = ort
-        self.session = ort.InferenceSession(str(model_path), session_options(threads),
+        self.session = ort.InferenceSession(str(model_path), session_options(threads, spinning),
                                             providers=["CPUExecutionProvider"])
         self.context = context
         self.name = name or f"onnxruntime {ort.__version__}"
@@ -89,9 +94,10 @@ class OnnxRunner:
         return binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
 
 
-def open_runner(package_dir: Path, manifest: dict, threads: int | None = DEFAULT_THREADS, **_options) -> OnnxRunner:
+def open_runner(package_dir: Path, manifest: dict, threads: int | None = DEFAULT_THREADS, spinning: bool = True,
+                **_options) -> OnnxRunner:
     onnx = manifest.get("onnx", {})
     model = package_dir / onnx.get("model_file", "model.onnx")
     quant = manifest.get("quantization", {}).get("name", "?")
-    return OnnxRunner(model, int(manifest["context_length"]), threads=threads,
+    return OnnxRunner(model, int(manifest["context_length"]), threads=threads, spinning=spinning,
                       name=f"onnxruntime (quant {quant}, {threads or 'default'} threads)")

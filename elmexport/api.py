@@ -214,8 +214,9 @@ class LoadedPackage:
         return self.tokenizer.encode(text)
 
 
-def load(package: str | Path | Package, *, threads: int | None = None) -> LoadedPackage:
-    """Open a package's runtime and tokenizer, ready to generate; `threads` as for `validate`."""
+def load(package: str | Path | Package, *, threads: int | None = None, spinning: bool = True) -> LoadedPackage:
+    """Open a package's runtime and tokenizer, ready to generate; `threads` as for `validate`; `spinning=False`
+    stops onnxruntime's idle threads busy-waiting (for two sessions taking turns, as in a pair)."""
     from .manifest import read_manifest
 
     path = Path(package)
@@ -230,7 +231,8 @@ def load(package: str | Path | Package, *, threads: int | None = None) -> Loaded
                              f"re-export with --tokenizer PATH")
     cfg = ModelConfig.from_dict(manifest["model"]["config"])
     tokenizer = make_text_tokenizer(read_tokenizer_json(path / manifest["tokenizer"]), cfg)
-    runner = open_package_runner(path, manifest, threads=threads)
+    runner = open_package_runner(path, manifest, threads=threads,
+                                 **({} if spinning or manifest["target"] != "onnx" else {"spinning": False}))
     return LoadedPackage(Package(path, manifest), runner, tokenizer, manifest.get("chat_template"),
                          manifest.get("system_prompt"), f"{manifest['target']}: {runner.name}")
 

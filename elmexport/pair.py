@@ -207,7 +207,8 @@ def load_pair(pair_dir: str | Path) -> LoadedPair:
 
     pair_dir = Path(pair_dir)
     pair = read_pair(pair_dir)
-    target, draft = (load(pair_dir / pair[role]["package"]) for role in ("target", "draft"))
+    # the two sessions take turns on the same cores: idle onnxruntime threads must not spin while the other runs
+    target, draft = (load(pair_dir / pair[role]["package"], spinning=False) for role in ("target", "draft"))
     logits = target.package.manifest.get("logits", target.package.manifest.get("onnx", {}).get("logits"))
     if logits != "all":
         raise PairError(f"{pair_dir}: the target package returns only the last position's logits, so it cannot "

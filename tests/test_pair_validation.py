@@ -46,3 +46,17 @@ def test_a_pair_that_differs_from_the_target_fails(onnx_pair, tmp_path, monkeypa
     monkeypatch.setattr(speculative, "speculative_generate", off_by_one)
     report = validate_pair(onnx_pair, k_values=[2], max_new_tokens=6)
     assert not report["passed"] and report["runs"][0]["prompts_matching"] == 0
+
+
+def test_pair_sessions_do_not_spin(onnx_pair):
+    """Both ONNX sessions of a pair open with spinning off; a package opened alone keeps onnxruntime's default."""
+    from elmexport.api import load
+    from elmexport.pair import load_pair
+
+    pair = load_pair(onnx_pair)
+    for runner in (pair.target.runner, pair.draft.runner):
+        options = runner.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    alone = load(onnx_pair / pair.pair["target"]["package"]).runner.session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: onnxruntime's default
+        alone.get_session_config_entry("session.intra_op.allow_spinning")

@@ -27,9 +27,10 @@ from .errors import ElmExportError
 
 PAIR_FILE = "pair.json"
 PAIR_KIND = "speculative-pair"
-PAIR_TARGETS = ("onnx", "executorch")
+PAIR_TARGETS = ("onnx", "executorch", "coreml")
 # The target option that makes its program return a logits row for every fed position.
-ALL_ROW_LOGITS = {"onnx": {"logits": "all"}, "executorch": {"all_logits": True}}
+ALL_ROW_LOGITS = {"onnx": {"logits": "all"}, "executorch": {"all_logits": True},
+                  "coreml": {"verify_tokens": None}}  # None: k + 1, filled in by export_pair
 
 
 class PairError(ElmExportError):
@@ -37,9 +38,6 @@ class PairError(ElmExportError):
 
 
 def check_pair_target(to: str) -> str:
-    if to == "coreml":
-        raise PairError("--to coreml: Core ML pairs need a verify function in the target package, which is not "
-                        "built yet; use --to onnx or --to executorch")
     if to not in PAIR_TARGETS:
         raise PairError(f"--to {to}: not a pair runtime; choose one of {', '.join(PAIR_TARGETS)}")
     return to
@@ -128,7 +126,10 @@ def export_pair(target: str, draft: str, to: str, *, k: int = 4, target_quant: s
             for role, model, weights, role_seed in (("target", target, target_weights, seed),
                                                     ("draft", draft, draft_weights,
                                                      seed if draft_seed is None else draft_seed)):
-                options = dict(ALL_ROW_LOGITS[to]) if role == "target" else {}  # ExecuTorch's default
+                options = dict(ALL_ROW_LOGITS[to]) if role == "target" else {}
+                if "verify_tokens" in options:  # Core ML's verify scores the last token and k proposals
+                    options["verify_tokens"] = k + 1
+                # ExecuTorch's default
                 # max_seq_len, min(128, context), already takes the k + 1 <= context tokens in one call
                 log(f"pair: exporting the {role} {model or cfgs[role].name} ({quants[role]}) to {to} ...")
                 export(model, to, quant=quants[role], out=tmp / names[role], weights=weights,
@@ -210,6 +211,8 @@ def load_pair(pair_dir: str | Path) -> LoadedPair:
     # the two sessions take turns on the same cores: idle onnxruntime threads must not spin while the other runs
     target, draft = (load(pair_dir / pair[role]["package"], spinning=False) for role in ("target", "draft"))
     logits = target.package.manifest.get("logits", target.package.manifest.get("onnx", {}).get("logits"))
+    if "verify" in target.package.manifest.get("functions", []):  # Core ML: verify returns every row
+        logits = "all"
     if logits != "all":
         raise PairError(f"{pair_dir}: the target package returns only the last position's logits, so it cannot "
                         f"verify k tokens in one call; re-export the pair with `elmexport pair`")

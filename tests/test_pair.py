@@ -91,7 +91,6 @@ def test_existing_pair_is_replaced_only_with_overwrite(onnx_pair, llama2_style_t
 
 def test_cli_refusals_are_one_line(tmp_path):
     cases = [
-        ("openelm-tiny", ["--to", "coreml"], "verify function"),
         ("openelm-tiny", ["--to", "tflite"], "not a pair runtime"),
         ("smollm2-135m-instruct", ["--to", "onnx"], "different vocabularies"),
         ("openelm-tiny", ["--to", "onnx", "--context", "3", "--k", "4"], "k + 1"),

@@ -5,16 +5,18 @@ Why: Core ML does not exist on Linux, yet the engine's control flow (chunking, p
 the prefill or decode function, the shared state, rewinding, reusing the KV cache across chat turns) is what goes
 wrong on a device. This script runs a real package exported by `elmexport coreml` through the project's own
 host runtime for it (targets/coreml/runner.py over the MIL interpreter, the same path `elmexport generate
-PACKAGE` takes) and writes down each call: function name, `input_ids`, `input_pos`, whether the state was fresh,
-and the logits row the caller uses (top-k ids and values, plus the arg-max). The Swift replay backend answers the
-engine's calls from this file and fails on any call that differs, so `swift test` shows the engine drives the
-real package to the same greedy tokens as the host.
+PACKAGE` takes) and writes down each call: function name, `input_ids`, `input_pos`, prefill's `logits_row`,
+whether the state was fresh, and the logits row the caller uses (top-k ids and values, plus the arg-max);
+trace_recording.py does the recording. The Swift replay backend answers the engine's calls from this file and
+fails on any call that differs, so `swift test` shows the engine drives the real package to the same greedy
+tokens as the host.
 
 Scenarios:
   generate  exactly what `elmexport generate PACKAGE --prompt "What is the capital of France?"` does (greedy)
-  chat      four chat turns on one state (the last one long enough to reach the end of the context): each turn prefills only the tokens after the longest prefix already
-            in the KV cache; its greedy tokens are checked here against a from-scratch run of the whole
-            conversation (so the expected tokens are the host's answer, not a property of the reuse policy)
+  chat      four chat turns on one state (the last one long enough to reach the end of the context): each turn
+            prefills only the tokens after the longest prefix already in the KV cache; its greedy tokens are
+            checked here against a from-scratch run of the whole conversation (so the expected tokens are the
+            host's answer, not a property of the reuse policy)
 
 Slow (it needs an exported package; the MIL interpreter takes about a minute): run by hand after the exporter or
 the package contract changes, not in CI. `make_fixtures.py --check` validates the committed trace cheaply.
@@ -38,11 +40,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
 
 from elmexport.chat import render_chat  # noqa: E402
+from trace_recording import TOP_K, CallRecorder, contract_problems, manifest_facts, size_problem  # noqa: E402
 
 OUT_DIR = HERE / "coreml_engine"
-TOP_K = 8
 QUESTION = "What is the capital of France?"
 CHAT_TURNS = [QUESTION, "And of Germany?", "Name one famous building in that city."]
 MAX_NEW_TOKENS = 32
@@ -54,74 +57,12 @@ LONG_TURN_SENTENCES = ["Paris is on the Seine.", "Berlin is on the Spree.", "Rom
                        "Vienna is on the Danube.", "London is on the Thames.", "Prague is on the Vltava."]
 
 
-class CallRecorder:
-    """Wraps the runner's model so every `predict` is written down with the row its caller keeps."""
-
-    def __init__(self, runner):
-        self.model = runner.model
-        self.calls: list[dict] = []
-        self.fresh = True
-        original_predict, original_make_state = self.model.predict, self.model.make_state
-
-        def make_state():
-            self.fresh = True
-            return original_make_state()
-
-        def predict(feeds, state=None, function_name=None):
-            out = original_predict(feeds, state=state, function_name=function_name)
-            ids = [int(x) for x in np.asarray(feeds["input_ids"]).reshape(-1)]
-            pos = [int(x) for x in np.asarray(feeds["input_pos"]).reshape(-1)]
-            self.calls.append({"fresh_state": self.fresh, "function": function_name, "input_ids": ids,
-                               "input_pos": pos, "logits": np.asarray(out["logits"], dtype=np.float32)[0]})
-            self.fresh = False
-            return out
-
-        self.model.make_state, self.model.predict = make_state, predict
-
-    def take(self) -> list[dict]:
-        """The calls so far, each reduced to the last real token's row (the only row greedy decoding reads)."""
-        taken, self.calls = self.calls, []
-        return [reduce_call(c) for c in taken]
-
-
-def reduce_call(call: dict) -> dict:
-    """Keeps the row of the last real token: a padded prefill's real tokens are those before the padding."""
-    logits = call.pop("logits")
-    positions = call["input_pos"]
-    if call["function"] == "decode":
-        row = 0
-    else:
-        row = call.pop("real_tokens", None)
-        row = len(positions) - 1 if row is None else row - 1
-    values = logits[row]
-    top = np.argsort(-values, kind="stable")[:TOP_K]
-    call.update(row=row, top_ids=[int(i) for i in top], top_values=[float(values[i]) for i in top],
-                argmax=int(np.argmax(values)))
-    return call
-
-
-def mark_real_tokens(recorder: CallRecorder, before: int, ids_fed: int) -> None:
-    """Tells each prefill call since `before` how many of its tokens were real (the rest is padding)."""
-    remaining = ids_fed
-    for call in recorder.calls[before:]:
-        n = 1 if call["function"] == "decode" else min(len(call["input_ids"]), remaining)
-        call["real_tokens"] = n
-        remaining -= n
-
-
-def forward_last(runner, recorder: CallRecorder, ids: list[int], start: int) -> np.ndarray:
-    before = len(recorder.calls)
-    rows = runner.forward(ids, start)
-    mark_real_tokens(recorder, before, len(ids))
-    return rows[-1]
-
-
-def greedy(runner, recorder, eos: set[int], prompt: list[int], start: int, cached: list[int],
+def greedy(runner, eos: set[int], prompt: list[int], start: int, cached: list[int],
            max_new: int) -> tuple[list[int], list[int]]:
     """Greedy continuation of `prompt` whose first `start` tokens are already cached; returns (tokens, cache)."""
     if start == 0:
         runner.reset()
-    logits = forward_last(runner, recorder, prompt[start:], start)
+    logits = runner.forward_last(prompt[start:], start)
     cache = cached[:start] + prompt[start:]
     tokens: list[int] = []
     budget = min(max_new, runner.context - len(prompt))
@@ -131,7 +72,7 @@ def greedy(runner, recorder, eos: set[int], prompt: list[int], start: int, cache
             break
         tokens.append(token)
         if step + 1 < budget:
-            logits = forward_last(runner, recorder, [token], len(cache))
+            logits = runner.forward_last([token], len(cache))
             cache.append(token)
     return tokens, cache
 
@@ -156,9 +97,6 @@ def long_question(model, tokenizer, messages: list[dict], prompt_tokens: int) ->
             return question, text, ids
 
 
-MAX_TRACE_BYTES = 1_000_000
-
-
 def check_trace(directory: Path = OUT_DIR) -> list[str]:
     """Cheap consistency checks of a committed trace (no package, no interpreter): what `make_fixtures --check`
     can afford in CI. The prompts must be what elmexport.chat renders now from the copied manifest, the calls must
@@ -167,8 +105,7 @@ def check_trace(directory: Path = OUT_DIR) -> list[str]:
     trace_path, manifest_path = directory / "trace.json", directory / "manifest.json"
     if not trace_path.exists() or not manifest_path.exists():
         return [f"missing: {trace_path.name} or {manifest_path.name} in {directory}"]
-    if trace_path.stat().st_size > MAX_TRACE_BYTES:
-        problems.append(f"{trace_path.name} is {trace_path.stat().st_size} bytes, over {MAX_TRACE_BYTES}")
+    problems += size_problem(trace_path)
     trace = json.loads(trace_path.read_text(encoding="utf-8"))
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     package = trace["package"]
@@ -185,16 +122,12 @@ def check_trace(directory: Path = OUT_DIR) -> list[str]:
         if render(messages) != turn["prompt_text"]:
             problems.append(f"{name}: elmexport.chat renders a different prompt now")
         calls, tokens = turn["calls"], turn["expected_tokens"]
-        for i, call in enumerate(calls):
-            width = chunk if call["function"] == "prefill" else 1
-            start = call["input_pos"][0]
-            if len(call["input_ids"]) != width or call["input_pos"] != list(range(start, start + width)):
-                problems.append(f"{name}: call {i} does not follow the {call['function']} contract")
-            if call["top_ids"][0] != call["argmax"]:
-                problems.append(f"{name}: call {i}: the first top id is not the arg-max")
+        problems.extend(contract_problems(name, calls, package))
+        if any(c["function"] == "verify" or len(c["rows"]) != 1 for c in calls):
+            problems.append(f"{name}: generation reads one row per call, through prefill or decode")
         # Greedy chain: after the prompt calls, each decode feeds the previous call's arg-max.
         decodes = [c for c in calls if c["function"] == "decode" and c["input_pos"][0] >= len(turn["prompt_ids"])]
-        produced = [c["argmax"] for c in calls[len(calls) - len(decodes) - 1:]]
+        produced = [c["rows"][-1]["argmax"] for c in calls[len(calls) - len(decodes) - 1:]]
         if produced[:len(tokens)] != tokens or [c["input_ids"][0] for c in decodes] != tokens[:len(decodes)]:
             problems.append(f"{name}: expected_tokens are not the greedy chain of the recorded rows")
 
@@ -227,7 +160,6 @@ def main() -> int:
     # The CLI's own path, unchanged: `elmexport generate PACKAGE --prompt QUESTION --max-new-tokens 32`.
     prompt_text = render_chat(model.chat_template, [{"role": "user", "content": QUESTION}], model.system_prompt)
     result = model.generate(QUESTION, max_new_tokens=MAX_NEW_TOKENS)
-    mark_real_tokens(recorder, 0, len(result.prompt_tokens))
     if tokenizer.encode(prompt_text) != list(result.prompt_tokens):
         print("error: the rendered prompt does not tokenize to the ids generate used", file=sys.stderr)
         return 1
@@ -249,25 +181,22 @@ def main() -> int:
         text = render_chat(model.chat_template, messages, model.system_prompt)
         ids = tokenizer.encode(text)
         start = reusable_prefix(cache, ids) if cache else 0
-        tokens, cache = greedy(runner, recorder, eos, ids, start, cache, MAX_NEW_TOKENS)
+        tokens, cache = greedy(runner, eos, ids, start, cache, MAX_NEW_TOKENS)
         reply = tokenizer.decode(tokens)
         turns.append({"user": question, "prompt_text": text, "prompt_ids": ids, "reused_prefix": start,
                       "expected_tokens": tokens, "expected_text": reply, "calls": recorder.take()})
         messages.append({"role": "assistant", "content": reply})
     for number, turn in enumerate(turns, 1):
-        scratch, _ = greedy(runner, recorder, eos, turn["prompt_ids"], 0, [], MAX_NEW_TOKENS)
+        scratch, _ = greedy(runner, eos, turn["prompt_ids"], 0, [], MAX_NEW_TOKENS)
         recorder.calls = []
         if scratch != turn["expected_tokens"]:
             print(f"error: turn {number}: reusing the cache gave {turn['expected_tokens']}, a fresh prefill "
                   f"{scratch}", file=sys.stderr)
             return 1
 
-    manifest_bytes = (package / "manifest.json").read_bytes()
     trace = {
         "about": "written by ios_demo/Fixtures/make_engine_trace.py; do not edit",
-        "package": {"name": manifest["name"], "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-                    "context_length": manifest["context_length"], "prefill_chunk": manifest["prefill_chunk"],
-                    "vocab_size": manifest["model"]["config"]["vocab_size"], "runtime": model.runtime},
+        "package": {**manifest_facts(package, manifest), "runtime": model.runtime},
         "top_k": TOP_K,
         "generate": generate,
         "chat": {"system_prompt": model.system_prompt, "max_new_tokens": MAX_NEW_TOKENS, "turns": turns},

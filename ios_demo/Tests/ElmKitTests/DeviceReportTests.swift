@@ -81,8 +81,9 @@ import Testing
         // The probe the app runs for the report, through the model host, on the replayed real package: the
         // ids it reports are the host's `elmexport generate` ids.
         let trace = try EngineTrace.load()
+        let manifest = try ModelManifest(contentsOf: Fixtures.root.appendingPathComponent("coreml_engine/manifest.json"))
         let host = ModelHost()
-        try await host.load(name: "smol", computeUnits: "cpuOnly") { trace.engine(replaying: trace.generate.calls).0 }
+        try await host.load(name: "smol", computeUnits: "cpuOnly") { trace.engine(replaying: trace.generate.calls, manifest: manifest).0 }
         let ids = try await host.greedyTokens(prompt: trace.generate.promptIds, maxNewTokens: DeviceReport.GreedyCheck.standardMaxNewTokens,
                                               stopTokenIds: [2], tokenizer: IdText())
         #expect(ids == trace.generate.expectedTokens)

@@ -34,7 +34,7 @@ struct IdText: TokenTextDecoder {
         let rendered = ChatTemplate(manifestValue: manifest.chatTemplate).render([question], defaultSystemPrompt: manifest.systemPrompt)
         #expect(rendered == trace.generate.promptText)
 
-        let (engine, backend) = trace.engine(replaying: trace.generate.calls)
+        let (engine, backend) = trace.engine(replaying: trace.generate.calls, manifest: manifest)
         let result = try Generator(model: engine, tokenizer: IdText()).generate(prompt: trace.generate.promptIds, config: config())
         #expect(result.tokens == trace.generate.expectedTokens)
         #expect(result.finishReason == .endOfSequence)
@@ -42,7 +42,7 @@ struct IdText: TokenTextDecoder {
     }
 
     @Test func chatTurnsPrefillOnlyWhatTheCacheLacks() throws {
-        let (engine, backend) = trace.engine(replaying: trace.chatTurns.flatMap(\.calls))
+        let (engine, backend) = trace.engine(replaying: trace.chatTurns.flatMap(\.calls), manifest: manifest)
         let generator = Generator(model: engine, tokenizer: IdText())
         for (number, turn) in trace.chatTurns.enumerated() {
             let result = try generator.generate(prompt: turn.promptIds, config: config(), reuseCache: true)
@@ -60,8 +60,14 @@ struct IdText: TokenTextDecoder {
         #expect(throws: ReplayBackend.Mismatch.self) {
             try Generator(model: engine, tokenizer: IdText()).generate(prompt: trace.generate.promptIds, config: config())
         }
+        // An engine that does not pass logits_row (a package whose prefill returned every row) is caught too.
+        let old = KVCacheEngine(backend: ReplayBackend(calls: trace.generate.calls, vocabularySize: trace.vocabularySize),
+                                contextLength: trace.contextLength, prefillChunkLength: trace.prefillChunk, prefillReturnsRow: false)
+        #expect(throws: ReplayBackend.Mismatch.self) {
+            try Generator(model: old, tokenizer: IdText()).generate(prompt: trace.generate.promptIds, config: config())
+        }
         // Without reuse, the second turn starts a fresh state where the host kept it.
-        let (fresh, _) = trace.engine(replaying: trace.chatTurns.flatMap(\.calls))
+        let (fresh, _) = trace.engine(replaying: trace.chatTurns.flatMap(\.calls), manifest: manifest)
         let generator = Generator(model: fresh, tokenizer: IdText())
         _ = try generator.generate(prompt: trace.chatTurns[0].promptIds, config: config(), reuseCache: true)
         #expect(throws: ReplayBackend.Mismatch.self) {
@@ -70,8 +76,19 @@ struct IdText: TokenTextDecoder {
     }
 
     @Test func recordedArgmaxIsTheTopRow() {
-        for call in trace.generate.calls + trace.chatTurns.flatMap(\.calls) {
-            #expect(call.topIds.first == call.argmax)
+        for row in (trace.generate.calls + trace.chatTurns.flatMap(\.calls)).flatMap(\.rows) {
+            #expect(row.topIds.first == row.argmax)
         }
+    }
+
+    @Test func prefillAsksForTheLastRealTokensRow() {
+        // The traced package's prefill returns one row (manifest prefill_logits "row"); the France prompt is shorter
+        // than a chunk, so its only prefill call names the prompt's last token's row.
+        #expect(manifest.prefillLogits == "row")
+        let prefills = trace.generate.calls.filter { $0.function == .prefill }
+        #expect(prefills.map(\.logitsRow) == [Int32(trace.generate.promptIds.count - 1)])
+        let engine = KVCacheEngine(backend: ReplayBackend(calls: [], vocabularySize: trace.vocabularySize), manifest: manifest,
+                                   contextLength: trace.contextLength, prefillChunkLength: trace.prefillChunk)
+        #expect(engine.prefillReturnsRow && engine.verifyLength == nil)
     }
 }

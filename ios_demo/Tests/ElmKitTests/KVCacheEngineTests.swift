@@ -7,6 +7,7 @@ final class RecordingBackend: PredictionBackend {
         let function: EngineFunction
         let ids: [Int32]
         let positions: [Int32]
+        let logitsRow: Int32?
         let rows: Range<Int>
     }
 
@@ -21,13 +22,16 @@ final class RecordingBackend: PredictionBackend {
         cache = []
     }
 
-    func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], rows: Range<Int>) throws -> [[Float]] {
-        calls.append(Call(function: function, ids: inputIds, positions: inputPositions, rows: rows))
+    func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], logitsRow: Int32?,
+                 rows: Range<Int>) throws -> [[Float]] {
+        calls.append(Call(function: function, ids: inputIds, positions: inputPositions, logitsRow: logitsRow, rows: rows))
         for (id, p) in zip(inputIds, inputPositions) {
             while cache.count <= Int(p) { cache.append(-1) }
             cache[Int(p)] = id
         }
-        return rows.map { r in
+        // prefill with logits_row returns that one row; the other functions return a row per input token
+        let inputRows = logitsRow.map { [Int($0)] } ?? Array(rows)
+        return inputRows.map { r in
             let context = cache[...Int(inputPositions[r])]
             return HashModel(seed: 9, vocabularySize: vocabularySize).logits(after: ArraySlice(context.map(Int.init)))
         }
@@ -35,16 +39,17 @@ final class RecordingBackend: PredictionBackend {
 }
 
 @Suite struct KVCacheEngineTests {
-    @Test func shortChunksArePaddedWithZeroAndOnlyTheLastRealRowIsRead() throws {
+    @Test func shortChunksArePaddedWithZeroAndPrefillReturnsTheLastRealRow() throws {
         let backend = RecordingBackend()
         let engine = KVCacheEngine(backend: backend, contextLength: 64, prefillChunkLength: 8)
         try engine.reset()
-        _ = try engine.prefillChunked([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], from: 0)
+        let last = try engine.prefillChunked([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], from: 0)
         #expect(backend.calls == [
-            .init(function: .prefill, ids: [5, 6, 7, 8, 9, 10, 11, 12], positions: Array(0...7), rows: 7..<8),
-            .init(function: .prefill, ids: [13, 14, 15, 0, 0, 0, 0, 0], positions: Array(8...15), rows: 2..<3),
+            .init(function: .prefill, ids: [5, 6, 7, 8, 9, 10, 11, 12], positions: Array(0...7), logitsRow: 7, rows: 0..<1),
+            .init(function: .prefill, ids: [13, 14, 15, 0, 0, 0, 0, 0], positions: Array(8...15), logitsRow: 2, rows: 0..<1),
         ])
         #expect(engine.cachedTokens == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+        #expect(last == [HashModel(seed: 9, vocabularySize: 32).logits(after: ArraySlice(Array(5...15)))])
     }
 
     @Test func aSingleTokenAndATailNearTheEndGoThroughDecode() throws {
@@ -60,6 +65,54 @@ final class RecordingBackend: PredictionBackend {
         #expect(engine.cachedTokens == Array(1...11))
     }
 
+    @Test func everyRowGoesThroughVerifyInPiecesOrThroughDecode() throws {
+        let backend = RecordingBackend()
+        let engine = KVCacheEngine(backend: backend, contextLength: 16, prefillChunkLength: 8, verifyLength: 3)
+        try engine.reset()
+        let rows = try engine.prefill([1, 2, 3, 4, 5, 6, 7], at: 0, allLogits: true)
+        #expect(backend.calls == [
+            .init(function: .verify, ids: [1, 2, 3], positions: [0, 1, 2], logitsRow: nil, rows: 0..<3),
+            .init(function: .verify, ids: [4, 5, 6], positions: [3, 4, 5], logitsRow: nil, rows: 0..<3),
+            .init(function: .decode, ids: [7], positions: [6], logitsRow: nil, rows: 0..<1),
+        ])
+        let model = HashModel(seed: 9, vocabularySize: 32)
+        #expect(rows == (1...7).map { model.logits(after: ArraySlice(Array(1...$0))) })
+        // Near the context's end a padded verify call would run past it: decode instead.
+        _ = try engine.prefillChunked(Array(8...14), from: 7)
+        let before = backend.calls.count
+        _ = try engine.prefill([15, 16], at: 14, allLogits: true)
+        #expect(backend.calls[before...].map(\.function) == [.decode, .decode])
+
+        let plain = RecordingBackend()
+        let noVerify = KVCacheEngine(backend: plain, contextLength: 16, prefillChunkLength: 8)
+        try noVerify.reset()
+        #expect(try noVerify.prefill([1, 2, 3, 4, 5, 6, 7], at: 0, allLogits: true) == rows)
+        #expect(plain.calls.map(\.function) == Array(repeating: .decode, count: 7))
+    }
+
+    @Test func aPackageWhosePrefillReturnsEveryRowIsReadAsBefore() throws {
+        let backend = RecordingBackend()
+        let engine = KVCacheEngine(backend: backend, contextLength: 64, prefillChunkLength: 8, prefillReturnsRow: false)
+        try engine.reset()
+        let rows = try engine.prefill([5, 6, 7], at: 0, allLogits: true)
+        _ = try engine.prefill([8, 9], at: 3, allLogits: false)
+        #expect(backend.calls == [
+            .init(function: .prefill, ids: [5, 6, 7, 0, 0, 0, 0, 0], positions: Array(0...7), logitsRow: nil, rows: 0..<3),
+            .init(function: .prefill, ids: [8, 9, 0, 0, 0, 0, 0, 0], positions: Array(3...10), logitsRow: nil, rows: 1..<2),
+        ])
+        #expect(rows.count == 3)
+    }
+
+    @Test func theManifestSaysWhichFunctionsThePackageHas() throws {
+        let json = try JSONValue.parse(#"{"functions": ["prefill", "decode", "verify"], "verify_tokens": 5, "prefill_logits": "row"}"#)
+        let manifest = ModelManifest(json: json)
+        let engine = KVCacheEngine(backend: RecordingBackend(), manifest: manifest, contextLength: 64, prefillChunkLength: 8)
+        #expect(engine.verifyLength == 5 && engine.prefillReturnsRow)
+        let older = KVCacheEngine(backend: RecordingBackend(), manifest: ModelManifest(json: try JSONValue.parse(#"{"verify_tokens": 5}"#)),
+                                  contextLength: 64, prefillChunkLength: 8)
+        #expect(older.verifyLength == nil && !older.prefillReturnsRow)
+    }
+
     @Test func writesMustBeContiguousAndInsideTheContext() throws {
         let engine = KVCacheEngine(backend: RecordingBackend(), contextLength: 10, prefillChunkLength: 4)
         try engine.reset()
@@ -72,7 +125,7 @@ final class RecordingBackend: PredictionBackend {
 
     @Test func rewindingOverwritesTheCacheAndMatchesAFreshRun() throws {
         let backend = RecordingBackend()
-        let engine = KVCacheEngine(backend: backend, contextLength: 32, prefillChunkLength: 4)
+        let engine = KVCacheEngine(backend: backend, contextLength: 32, prefillChunkLength: 4, verifyLength: 4)
         try engine.reset()
         _ = try engine.prefillChunked([1, 2, 3, 4, 5, 6], from: 0)
         _ = try engine.prefill([7, 8, 9], at: 6, allLogits: true)  // a draft, then rejected after 7
@@ -85,13 +138,13 @@ final class RecordingBackend: PredictionBackend {
         #expect(rewound == reference)
     }
 
-    @Test func speculativeDecodingThroughTheEngineEqualsGreedy() throws {
+    @Test(arguments: [nil, 4, 6]) func speculativeDecodingThroughTheEngineEqualsGreedy(verifyLength: Int?) throws {
         let prompt = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7]
         let reference = KVCacheEngine(backend: RecordingBackend(), contextLength: 64, prefillChunkLength: 4)
         let expected = try Generator(model: reference, tokenizer: IdText()).generate(prompt: prompt, config: GenerationConfig(maxNewTokens: 20)).tokens
-        let target = KVCacheEngine(backend: RecordingBackend(), contextLength: 64, prefillChunkLength: 4)
+        let target = KVCacheEngine(backend: RecordingBackend(), contextLength: 64, prefillChunkLength: 4, verifyLength: verifyLength)
         let draft = KVCacheEngine(backend: RecordingBackend(), contextLength: 64, prefillChunkLength: 4)
-        let result = try SpeculativeDecoder(target: target, draft: draft, draftLength: 3).generate(prompt: prompt, maxNewTokens: 20)
+        let result = try SpeculativeDecoder(target: target, draft: draft, k: 3).generate(prompt: prompt, maxNewTokens: 20)
         #expect(result.tokens == expected)
     }
 

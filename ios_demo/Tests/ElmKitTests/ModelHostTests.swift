@@ -37,13 +37,15 @@ final class CountingBackend: PredictionBackend {
 
     func makeFreshState() throws {}
 
-    func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], rows: Range<Int>) throws -> [[Float]] {
+    func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], logitsRow: Int32?,
+                 rows: Range<Int>) throws -> [[Float]] {
         inFlight.add(1)
         defer { inFlight.add(-1) }
         calls.append((function, Int(inputPositions[0])))
         onCall(calls.count)
         usleep(200)  // widens the window in which an unserialised second request would overlap
-        return rows.map { r in
+        let inputRows = logitsRow.map { [Int($0)] } ?? Array(rows)  // prefill returns the logits_row row only
+        return inputRows.map { r in
             var row = [Float](repeating: 0, count: vocabularySize)
             row[(Int(inputIds[r]) + 1) % vocabularySize] = 1
             return row

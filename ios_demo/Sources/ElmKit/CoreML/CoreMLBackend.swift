@@ -8,11 +8,15 @@ import Foundation
 /// it is the same code the Linux tests replay against the host's MIL interpreter.
 ///
 /// Contract (names come from `CoreMLContract`, i.e. manifest.json when it overrides them):
-/// - function "prefill": `input_ids` Int32 [1, C], `input_pos` Int32 [C]; C = manifest `prefill_chunk`.
-/// - function "decode": `input_ids` Int32 [1, 1], `input_pos` Int32 [1].
-/// - output `logits` Float16 (or Float32) [1, T, vocab]; the KV caches are states.
-/// Both functions are loaded from the same compiled model and share one `MLState`, so the prefill writes the
-/// cache that decode then reads. Not thread-safe: `ModelHost` owns it and serialises every call.
+/// - function "prefill": `input_ids` Int32 [1, C], `input_pos` Int32 [C], `logits_row` Int32 [1]; C = manifest
+///   `prefill_chunk`; output `logits` [1, 1, vocab], the row `logits_row` names (manifest `prefill_logits: "row"`;
+///   older packages take no `logits_row` and return [1, C, vocab]).
+/// - function "decode": `input_ids` Int32 [1, 1], `input_pos` Int32 [1]; `logits` [1, 1, vocab].
+/// - function "verify" (when manifest `functions` lists it): `input_ids` Int32 [1, N], `input_pos` Int32 [N];
+///   N = manifest `verify_tokens`; `logits` [1, N, vocab].
+/// - `logits` is Float16 (or Float32); the KV caches are states.
+/// The functions are loaded from the same compiled model and share one `MLState`, so the prefill writes the
+/// cache that decode and verify then read. Not thread-safe: `ModelHost` owns it and serialises every call.
 public final class CoreMLBackend: PredictionBackend {
     public let vocabularySize: Int
     public let contract: CoreMLContract
@@ -20,6 +24,8 @@ public final class CoreMLBackend: PredictionBackend {
     public let computeUnits: MLComputeUnits
     private let prefillModel: MLModel
     private let decodeModel: MLModel
+    /// The verify function, when the manifest lists one.
+    let verifyModel: MLModel?
     private var state: MLState
 
     public enum LoadError: Error, CustomStringConvertible {
@@ -34,7 +40,7 @@ public final class CoreMLBackend: PredictionBackend {
         }
     }
 
-    /// Loads the package's two functions and returns the engine that drives them.
+    /// Loads the package's functions and returns the engine that drives them.
     /// - Parameters:
     ///   - compiledModelURL: a `.mlmodelc` directory (see `CoreMLModelCompiler`).
     ///   - vocabularySizeHint: used when the model description does not state the logits width.
@@ -51,7 +57,10 @@ public final class CoreMLBackend: PredictionBackend {
             throw LoadError.badOutput("prefill input_ids take \(declared) tokens but manifest prefill_chunk is \(chunk)")
         }
         guard let context = manifest.contextLength, context > 0 else { throw LoadError.missingManifestValue("context_length") }
-        return KVCacheEngine(backend: backend, contextLength: context, prefillChunkLength: chunk)
+        if backend.verifyModel != nil, (manifest.verifyTokens ?? 0) < 2 {
+            throw LoadError.missingManifestValue("verify_tokens")
+        }
+        return KVCacheEngine(backend: backend, manifest: manifest, contextLength: context, prefillChunkLength: chunk)
     }
 
     init(compiledModelURL: URL, manifest: ModelManifest, computeUnits: MLComputeUnits, vocabularySizeHint: Int?) throws {
@@ -65,6 +74,7 @@ public final class CoreMLBackend: PredictionBackend {
         }
         prefillModel = try load(contract.prefillFunction)
         decodeModel = try load(contract.decodeFunction)
+        verifyModel = try manifest.functions.contains("verify") ? load(contract.verifyFunction) : nil
         state = prefillModel.makeState()
         let logitsShape = decodeModel.modelDescription.outputDescriptionsByName[contract.logits]?.multiArrayConstraint?.shape.map(\.intValue)
         guard let vocab = logitsShape?.last.flatMap({ $0 > 1 ? $0 : nil }) ?? vocabularySizeHint else {
@@ -77,7 +87,8 @@ public final class CoreMLBackend: PredictionBackend {
         state = prefillModel.makeState()
     }
 
-    public func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], rows: Range<Int>) throws -> [[Float]] {
+    public func predict(_ function: EngineFunction, inputIds: [Int32], inputPositions: [Int32], logitsRow: Int32?,
+                        rows: Range<Int>) throws -> [[Float]] {
         let count = inputIds.count
         let ids = try MLMultiArray(shape: [1, NSNumber(value: count)], dataType: .int32)
         let positions = try MLMultiArray(shape: [NSNumber(value: count)], dataType: .int32)
@@ -89,11 +100,24 @@ public final class CoreMLBackend: PredictionBackend {
             let p = raw.bindMemory(to: Int32.self)
             for i in 0..<count { p[i] = inputPositions[i] }
         }
-        let model = function == .prefill ? prefillModel : decodeModel
-        let inputs = try MLDictionaryFeatureProvider(dictionary: [
+        let model: MLModel
+        switch function {
+        case .prefill: model = prefillModel
+        case .decode: model = decodeModel
+        case .verify:
+            guard let verifyModel else { throw LoadError.missingManifestValue("functions: verify") }
+            model = verifyModel
+        }
+        var features: [String: MLFeatureValue] = [
             contract.inputIds: MLFeatureValue(multiArray: ids),
             contract.inputPositions: MLFeatureValue(multiArray: positions),
-        ])
+        ]
+        if let logitsRow {
+            let row = try MLMultiArray(shape: [1], dataType: .int32)
+            row[0] = NSNumber(value: logitsRow)
+            features[contract.logitsRow] = MLFeatureValue(multiArray: row)
+        }
+        let inputs = try MLDictionaryFeatureProvider(dictionary: features)
         let output = try model.prediction(from: inputs, using: state, options: MLPredictionOptions())
         guard let logits = output.featureValue(for: contract.logits)?.multiArrayValue else {
             throw LoadError.badOutput("no multi-array named \(contract.logits)")

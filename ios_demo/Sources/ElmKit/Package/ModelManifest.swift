@@ -21,6 +21,13 @@ public struct ModelManifest: Equatable, Sendable {
     public var systemPrompt: String?
     public var contextLength: Int?
     public var prefillChunk: Int?
+    /// The Core ML functions in the package (`prefill`, `decode`, and `verify` when exported with it).
+    public var functions: [String]
+    /// Tokens per `verify` call (the exporter's `--verify-tokens N`), when the package has that function.
+    public var verifyTokens: Int?
+    /// "row" when prefill takes `logits_row` and returns that one row; nil for packages whose prefill returns
+    /// every row (exported before the input existed).
+    public var prefillLogits: String?
     /// The quantization preset's name: the exporter writes an object `{"name": "int4", ...}`; a plain string
     /// (older manifests) is read as the name.
     public var quantization: String?
@@ -45,6 +52,9 @@ public struct ModelManifest: Equatable, Sendable {
         systemPrompt = json["system_prompt"]?.stringValue
         contextLength = json["context_length"]?.intValue
         prefillChunk = json["prefill_chunk"]?.intValue
+        functions = json["functions"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        verifyTokens = json["verify_tokens"]?.intValue
+        prefillLogits = json["prefill_logits"]?.stringValue
         quantization = json["quantization"]?["name"]?.stringValue ?? json["quantization"]?.stringValue
         randomWeights = json["random_weights"]?.boolValue
         files = json["files"]
@@ -71,12 +81,16 @@ public struct ModelManifest: Equatable, Sendable {
 }
 
 /// Names inside an exported Core ML model. Provisional defaults; a manifest may override any of them under
-/// `"coreml": {"prefill_function", "decode_function", "input_ids", "input_pos", "logits"}`.
+/// `"coreml": {"prefill_function", "decode_function", "verify_function", "input_ids", "input_pos", "logits_row",
+/// "logits"}`.
 public struct CoreMLContract: Equatable, Sendable {
     public var prefillFunction = "prefill"
     public var decodeFunction = "decode"
+    public var verifyFunction = "verify"
     public var inputIds = "input_ids"
     public var inputPositions = "input_pos"
+    /// Prefill's input naming the chunk row it returns.
+    public var logitsRow = "logits_row"
     public var logits = "logits"
 
     public init() {}
@@ -84,6 +98,8 @@ public struct CoreMLContract: Equatable, Sendable {
     public init(json: JSONValue?) {
         if let v = json?["prefill_function"]?.stringValue { prefillFunction = v }
         if let v = json?["decode_function"]?.stringValue { decodeFunction = v }
+        if let v = json?["verify_function"]?.stringValue { verifyFunction = v }
+        if let v = json?["logits_row"]?.stringValue { logitsRow = v }
         if let v = json?["input_ids"]?.stringValue { inputIds = v }
         if let v = json?["input_pos"]?.stringValue { inputPositions = v }
         if let v = json?["logits"]?.stringValue { logits = v }

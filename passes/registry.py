@@ -35,6 +35,7 @@ TARGET_PASSES = {
     "onnx::matmul_nbits": ("elmexport.targets.onnx.quant", "MatMulNBits"),
     "executorch::lower_attention": ("elmexport.targets.executorch.attention", "LowerAttention"),
     "executorch::xnnpack_form": ("elmexport.targets.executorch.xnnpack_form", "XnnpackForm"),
+    "executorch::token_rows": ("elmexport.targets.executorch.token_rows", "TokenRows"),
     "executorch::quantized_weights": ("elmexport.targets.executorch.quant", "QuantizedWeights"),
     "executorch::rms_norm_reference": ("elmexport.targets.executorch.coreml_delegate", "RMSNormReference"),
     "coreml::lower_attention": ("elmexport.targets.coreml.attention", "LowerAttention"),

@@ -59,8 +59,10 @@ def start_position(input_pos: torch.Tensor, context: int):
 
 def attention_for_xnnpack(q, k, v, k_cache, v_cache, start, cos, sin, q_norm_weight, k_norm_weight, n_q: int,
                           n_kv: int, norm_eps: float, scale: float, rotate_half, mean_row):
-    """q/k/v projections [1, T, H*hd]; caches [1, context, n_kv, hd] (written in place); cos/sin [T, 1, hd]."""
+    """q/k/v projections [1, T, H*hd] or token rows [T, H*hd] (token_rows.py); caches [1, context, n_kv, hd]
+    (written in place); cos/sin [T, 1, hd]. The output has the projections' rank."""
     head_dim = k_cache.shape[-1]
+    token_rows = q.dim() == 2
     q = q.view(1, -1, n_q, head_dim)
     k = k.view(1, -1, n_kv, head_dim)
     v = v.view(1, -1, n_kv, head_dim)
@@ -72,7 +74,7 @@ def attention_for_xnnpack(q, k, v, k_cache, v_cache, start, cos, sin, q_norm_wei
     torch.ops.llama.update_cache(k.contiguous(), k_cache, start)
     torch.ops.llama.update_cache(v.contiguous(), v_cache, start)
     out = torch.ops.llama.custom_sdpa(q.contiguous(), k_cache, v_cache, start, None, 0.0, True, scale)
-    return out.view(1, -1, n_q * head_dim)
+    return out.view(-1, n_q * head_dim) if token_rows else out.view(1, -1, n_q * head_dim)
 
 
 def rotate_half_matrix(head_dim: int) -> torch.Tensor:

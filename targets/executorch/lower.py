@@ -7,13 +7,16 @@
       |              llama::update_cache + llama::custom_sdpa)
       |            common::last_position_logits (unless all_logits: the head on the last position only)
       |            executorch::xnnpack_form (no dynamic slices/splits/symbolic views)
-      |            executorch::quantized_weights (quant.py: elm quantized ops -> torchao / quantized_decomposed)
+      |            executorch::token_rows (token_rows.py: the layer stack on [T, D] rows, cheaper to re-trace)
+      |            executorch::quantized_weights (quant.py: elm quantized ops -> quantized_decomposed ops)
       |   coreml:  coreml::lower_attention (targets/coreml/attention.py's form), executorch::quantized_weights,
       |            executorch::rms_norm_reference (elm.rms_norm -> its fp16-safe reference kernel)
       v
     torch.export: forward(tokens [1, T] int64, input_pos [T] int64) -> logits [1, 1 or T, vocab], T dynamic in
     [1, max_seq_len]; KV caches stay mutable buffers inside the program
-      | to_edge_transform_and_lower(partitioner, constant_methods = the LLM-runner metadata)
+      | to_edge_transform_and_lower(partitioner, constant_methods = the LLM-runner metadata): run_decompositions,
+      | the edge passes, partitioning and XNNPACK's passes on every partition, each a re-trace of the graph on fake
+      | tensors -- the minutes of an export, which the graph's form above keeps short (benchmarks/export_profile.py)
       | check: every linear and every quantize/dequantize step of the export is inside the delegate
       v
     .pte
@@ -37,8 +40,9 @@ from .quant import describe_weights
 
 DELEGATES = ("xnnpack", "coreml")
 # ops that must never be left to portable kernels: a linear outside the delegate is a silent 10-100x slowdown
-MUST_DELEGATE = ("linear", "mm", "bmm", "addmm", "torchao::choose_qparams_affine", "torchao::quantize_affine",
-                 "torchao::dequantize_affine")
+MUST_DELEGATE = ("linear", "mm", "bmm", "addmm", "quantized_decomposed::choose_qparams_per_token_asymmetric",
+                 "quantized_decomposed::quantize_per_token", "quantized_decomposed::dequantize_per_token",
+                 "quantized_decomposed::dequantize_per_channel_group", "torchao::dequantize_affine")
 
 
 @dataclass
@@ -56,7 +60,7 @@ def pipeline(delegate: str, all_logits: bool = True) -> list[str]:
     """The target passes, in order (passes/registry.py names them)."""
     if delegate == "xnnpack":
         return ["executorch::lower_attention", *([] if all_logits else ["common::last_position_logits"]),
-                "executorch::xnnpack_form", "executorch::quantized_weights"]
+                "executorch::xnnpack_form", "executorch::token_rows", "executorch::quantized_weights"]
     return ["coreml::lower_attention", "executorch::quantized_weights", "executorch::rms_norm_reference"]
 
 
@@ -93,14 +97,31 @@ def export_program(gm: torch.fx.GraphModule, max_seq_len: int) -> torch.export.E
 
 def partitioners(delegate: str) -> list:
     if delegate == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-
-        return [XnnpackPartitioner()]
+        return [_xnnpack_partitioner()]
     if delegate == "coreml":
         from .coreml_delegate import coreml_partitioner
 
         return [coreml_partitioner()]
     raise ElmExportError(f"--delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
+
+
+def _xnnpack_partitioner():
+    """XNNPACK's partitioner, asking to keep its ops (aten.linear, ...) whole without a per-node filter.
+
+    With a filter (`ops_to_not_decompose`'s second value, which XNNPACK's partitioner returns) ExecuTorch decomposes
+    the whole program twice more to tag the nodes that pass it; without one it keeps every node of those ops and
+    decomposes once. The outcome is the same program whenever every such node passes XNNPACK's check, which
+    check_delegated asserts for every linear after lowering (a linear left undelegated fails the export); this
+    saves one full re-trace of the program (~15 s of a 135M model's lowering).
+    """
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    class WholeOpsXnnpackPartitioner(XnnpackPartitioner):
+        def ops_to_not_decompose(self, ep):
+            ops, _filter = super().ops_to_not_decompose(ep)
+            return ops, None
+
+    return WholeOpsXnnpackPartitioner()
 
 
 def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log=None,
@@ -127,11 +148,17 @@ def lower(compiled, delegate: str, max_seq_len: int, constant_methods: dict, log
     shape = f"T dynamic in [1, {max_seq_len}]" if max_seq_len > 1 else "T = 1"
     log(f"exported forward ({shape}) in {seconds['export']:.1f} s; rewrites {rewrites}")
     t0 = time.perf_counter()
-    with step(f"lowering to {delegate} (the longest step: minutes for a 135M model)", log):
-        edge = to_edge_transform_and_lower(
-            ep, partitioner=partitioners(delegate), constant_methods=constant_methods,
-            compile_config=EdgeCompileConfig(_check_ir_validity=False),
-        )
+    with step(f"lowering to {delegate}", log):
+        try:
+            edge = to_edge_transform_and_lower(
+                ep, partitioner=partitioners(delegate), constant_methods=constant_methods,
+                compile_config=EdgeCompileConfig(_check_ir_validity=False),
+            )
+        except RuntimeError as e:  # an op kept whole for XNNPACK that XNNPACK then refused (see _xnnpack_partitioner)
+            if "was not decomposed or delegated" not in str(e):
+                raise
+            raise ElmExportError(f"executorch: {str(e).splitlines()[0][:200]}; the program would run it on slow "
+                                 f"portable kernels") from None
     seconds["lower"] = round(time.perf_counter() - t0, 1)
     ops = op_report(edge.exported_program())
     check_delegated(exported, ops, delegate)

@@ -1,20 +1,29 @@
 """Quantized weights for ExecuTorch, built from the IR's own codes and scales (no re-quantization).
 
-    elm.quantized_linear(%x, %q, %s, B, bits)  ->  torchao's dynamic-activation form ("8da4w" / "8da8w"):
-        %x' = dequantize(quantize(%x, int8 asymmetric per token))            # dynamic activations
-        %W  = torchao.dequantize_affine(%q, (1, B), %s_f32, %zeros, int8, qmin, qmax)
+    elm.quantized_linear(%x, %q, %s, B, bits)  ->  the dynamic-activation form ("8da4w" / "8da8w"):
+        %x' = int8_per_token_quant_dequant(%x)          # once per distinct input: q, k, v share one, gate, up one
+        %W  = quantized_decomposed.dequantize_per_channel_group(%q, %s_f32, %zeros, qmin, qmax, int8, B)
         %y  = aten.linear(%x', %W)
-      exactly what torchao's IntxUnpackedToInt8Tensor (Int8DynamicActivationIntxWeightConfig) traces to, which the
-      XNNPACK partitioner fuses into one dynamically quantized GEMM (int4 blockwise or int8 per-channel weights).
-      With `activations=False` (Core ML) the activation step is dropped: weight-only dequantize + linear.
+      where %x' is quantized_decomposed's choose_qparams_per_token_asymmetric -> quantize_per_token ->
+      dequantize_per_token (int8 asymmetric per token). The XNNPACK partitioner fuses each linear with its
+      dequantize steps into one dynamically quantized GEMM (int4 blockwise or int8 per-channel weights).
+      With `activations=False` (Core ML) the activation step is dropped: torchao's weight-only dequantize_affine +
+      linear.
 
     elm.quantized_embedding(%q, %s, %ids, B, bits)  ->  quantized_decomposed.embedding_{4bit,byte}(packed, %s, ...)
       ExecuTorch's quantized kernel library (portable CPU): it gathers rows and dequantizes only those.
 
+Why these ops and not torchao's affine ones (what Int8DynamicActivationIntxWeightConfig traces to): XNNPACK lowers
+both to the same program (same GEMMs, same bytes but debug handles), but ExecuTorch re-traces the graph on fake
+tensors some 40 times while lowering (edge passes, then every XNNPACK pass on every partition), and torchao's ops
+are Python decompositions there, 2-4 ms per call against ~0.6 ms for these, which have meta kernels. One
+activation quantization per input instead of one per linear removes 3 of 7 chains per layer: the same int8 rows
+reach every GEMM (XNNPACK converts once; the GEMMs' results are unchanged).
+
 The integer codes are the IR's, bit for bit. fp16 scales become fp32 here (exact; fp32 also for the embedding
 kernel, whose PyTorch reference would otherwise multiply in fp16); XNNPACK then stores blockwise
 int4 scales as bf16, which rounds them (relative error <= 2^-9) -- the one weight difference from the IR. A tied
-table keeps one set of codes: the head reads them through dequantize_affine, the embedding through its packed copy.
+table keeps one set of codes: the head reads them through its dequantize step, the embedding through its packed copy.
 """
 
 from __future__ import annotations
@@ -31,9 +40,9 @@ QUANTIZED_LINEAR = ELM_OPS["quantized_linear"]
 QUANTIZED_EMBEDDING = ELM_OPS["quantized_embedding"]
 
 
-def linear_dynamic_int8_act(x, qdata, scale, zero_point, block_size: int, bits: int):
-    """torchao 8da{bits}w: int8 asymmetric per-token activations x intx weights (block_size along in_features)."""
-    return F.linear(int8_per_token_quant_dequant(x), _dequantize(qdata, scale, zero_point, block_size, bits))
+def linear_int8_act(x_q, qdata, scale, zero_point, block_size: int, bits: int):
+    """8da{bits}w: `x_q` from int8_per_token_quant_dequant x intx weights (block_size along in_features)."""
+    return F.linear(x_q, _dequantize_groups(qdata, scale, zero_point, block_size, bits))
 
 
 def linear_weight_only(x, qdata, scale, zero_point, block_size: int, bits: int):
@@ -41,19 +50,23 @@ def linear_weight_only(x, qdata, scale, zero_point, block_size: int, bits: int):
 
 
 def int8_per_token_quant_dequant(x):
-    """The activation half of torchao's IntxUnpackedToInt8Tensor linear, as the torchao ops it traces to.
+    """Int8 asymmetric per-token activations (each row its own scale and zero point), quantized and dequantized:
+    the activation half of 8da4w, which XNNPACK computes as one dynamic quantization of the row."""
+    qd = torch.ops.quantized_decomposed
+    scale, zero = qd.choose_qparams_per_token_asymmetric(x, torch.int8)
+    q = qd.quantize_per_token(x, scale, zero, -128, 127, torch.int8)
+    return qd.dequantize_per_token(q, scale, zero, -128, 127, torch.int8, torch.float32)
 
-    Called as ops, not through torchao's @torch.no_grad()-decorated Python wrappers: each of those leaves a
-    grad-mode region that torch.export later inlines with a full recompile (quadratic: minutes at 270M).
-    """
-    ao = torch.ops.torchao
-    block = [1] * (x.dim() - 1) + [x.shape[-1]]
-    scale, zero = ao.choose_qparams_affine(x, "ASYMMETRIC", block, torch.int8, -128, 127, None, None, torch.int8)
-    q = ao.quantize_affine(x, block, scale, zero, torch.int8, -128, 127)
-    return ao.dequantize_affine(q, block, scale, zero, torch.int8, -128, 127)
+
+def _dequantize_groups(qdata, scale, zero_point, block_size: int, bits: int):
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return torch.ops.quantized_decomposed.dequantize_per_channel_group(qdata, scale, zero_point, qmin, qmax,
+                                                                       torch.int8, block_size, torch.float32)
 
 
 def _dequantize(qdata, scale, zero_point, block_size: int, bits: int):
+    """Called as the torchao op, not through torchao's @torch.no_grad()-decorated Python wrapper: each of those
+    leaves a grad-mode region that torch.export later inlines with a full recompile (quadratic: minutes at 270M)."""
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return torch.ops.torchao.dequantize_affine(qdata, [1, block_size], scale, zero_point, torch.int8, qmin, qmax,
                                                torch.float32)
@@ -83,17 +96,25 @@ def lower_quantized_weights(gm: torch.fx.GraphModule, activations: bool = True,
     """Rewrite elm quantized linears/embeddings in place; returns counts by kind ("linear_int4", ...)."""
     import executorch.exir.passes._quant_patterns_and_replacements  # noqa: F401  (quantized_decomposed ops)
     import executorch.kernels.quantized  # noqa: F401
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (quantized_decomposed per-token / per-group ops)
     import torchao.quantization.quant_primitives  # noqa: F401  (registers torch.ops.torchao.*)
 
     counts: Counter = Counter()
     made: dict[str, tuple] = {}  # codes target -> (scale node, zero node): a tied table gets one set
+    quantized_inputs: dict[torch.fx.Node, torch.fx.Node] = {}  # x -> its int8 per-token form, made once
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target not in (QUANTIZED_LINEAR, QUANTIZED_EMBEDDING):
             continue
         if node.target is QUANTIZED_LINEAR:
             x, q_node, s_node, block, bits = node.args
             scale, zero = _scale_and_zero(gm, q_node, s_node, made)
-            node.target = linear_dynamic_int8_act if activations else linear_weight_only
+            if activations:
+                if x not in quantized_inputs:  # first use in graph order: x is defined above it
+                    with gm.graph.inserting_before(node):
+                        quantized_inputs[x] = gm.graph.call_function(int8_per_token_quant_dequant, (x,))
+                node.target, x = linear_int8_act, quantized_inputs[x]
+            else:
+                node.target = linear_weight_only
             node.args = (x, q_node, scale, zero, block, bits)
             counts[f"linear_int{bits}"] += 1
         else:

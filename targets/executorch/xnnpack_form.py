@@ -36,7 +36,9 @@ def add_mean_row(gm: torch.fx.GraphModule, width: int) -> torch.fx.Node:
 def rms_norm_for_xnnpack(x, weight, eps: float, mean_row):
     """elm.rms_norm for an fp32 XNNPACK program: x * rsqrt(mean(x^2) + eps) * w, the mean as x^2 @ mean_row.T."""
     out = x * torch.rsqrt(F.linear(x * x, mean_row) + eps)
-    return out if weight is None else out * weight.to(x.dtype)
+    if weight is None:
+        return out
+    return out * (weight if weight.dtype == x.dtype else weight.to(x.dtype))  # no no-op cast node per norm
 
 
 def to_xnnpack_form(gm: torch.fx.GraphModule) -> dict[str, int]:

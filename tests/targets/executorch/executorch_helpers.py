@@ -43,14 +43,14 @@ def export_args(**overrides):
 
 
 def simulated_8da4w(ir) -> torch.fx.GraphModule:
-    """What the XNNPACK program computes, in PyTorch: the lowered graph run eagerly (torchao's dynamic int8
+    """What the XNNPACK program computes, in PyTorch: the lowered graph run eagerly (int8 per-token dynamic
     activations, the IR's int4 codes) with blockwise scales rounded to bf16 as XNNPACK stores them."""
     from elmexport.targets.executorch.lower import prepare_graph
-    from elmexport.targets.executorch.quant import linear_dynamic_int8_act
+    from elmexport.targets.executorch.quant import linear_int8_act
 
     gm, _, _ = prepare_graph(ir, "xnnpack")
     for node in gm.graph.nodes:
-        if node.target is not linear_dynamic_int8_act:
+        if node.target is not linear_int8_act:
             continue
         _, qdata, scale, _, block, bits = node.args
         if bits == 4 and block < gm.get_buffer(qdata.target).shape[1]:  # per-channel scales stay fp32
@@ -84,6 +84,28 @@ def prefill_and_decode(runner, ids: list[int], steps: int) -> np.ndarray:
         out.append(runner.forward([token], pos))
         pos += 1
     return np.concatenate(out, axis=0)
+
+
+class count_calls:
+    """Count the calls of `owner.name` made directly from a function named `caller` inside the `with` block (the
+    method still runs)."""
+
+    def __init__(self, owner, name: str, caller: str):
+        self.owner, self.name, self.caller, self.calls = owner, name, caller, 0
+
+    def __enter__(self):
+        original = getattr(self.owner, self.name)
+
+        def counted(*args, **kwargs):
+            self.calls += sys._getframe(1).f_code.co_name == self.caller
+            return original(*args, **kwargs)
+
+        self._original = original
+        setattr(self.owner, self.name, counted)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.owner, self.name, self._original)
 
 
 def run_cli(*args, timeout: int = 1800) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 Packages are exported once per module (a tiny XNNPACK lowering takes about a minute on two shared cores).
 Bounds asserted, and why:
 - fp32 .pte vs eager fp32: <= 1e-4 max abs logit (same math; only fp32 summation order differs).
-- 8da4w .pte vs the 8da4w reference in PyTorch (the lowered graph run eagerly: torchao's int8 dynamic activations,
+- 8da4w .pte vs the 8da4w reference in PyTorch (the lowered graph run eagerly: int8 per-token dynamic activations,
   the IR's int4 codes, scales rounded to bf16 as XNNPACK stores them): <= 1e-4. This pins the lowering as exact.
 - 8da4w .pte vs the IR (int4 weights, float activations): <= 5% of the IR's largest |logit|. The difference is the
   int8 per-token activation quantization that 8da4w adds by design (each activation off by up to half a step of
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from elmexport.errors import ElmExportError
 from elmexport.manifest import integrity_problems, read_manifest
@@ -29,6 +31,7 @@ from elmexport.validation.runners import open_package_runner
 
 from .executorch_helpers import (
     GraphRunner,
+    count_calls,
     export_args,
     run_cli,
     simulated_8da4w,
@@ -48,8 +51,10 @@ def fp32_package(tmp_path_factory, llama2_style_tokenizer):
 
     compiled = tiny_compiled("none", vocab_size=600, tokenizer=llama2_style_tokenizer, context=CONTEXT)
     out = tmp_path_factory.mktemp("et") / "tiny-fp32"
-    manifest = export(compiled, export_args(max_seq_len=MAX_SEQ_LEN), out, log=lambda *a: None)
-    return out, manifest, compiled
+    with count_calls(torch.export.ExportedProgram, "run_decompositions",
+                     caller="_gen_edge_manager_for_partitioners") as decompositions:
+        manifest = export(compiled, export_args(max_seq_len=MAX_SEQ_LEN), out, log=lambda *a: None)
+    return out, manifest, compiled, decompositions
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def int4_package(tmp_path_factory, llama2_style_tokenizer):
 
 
 def test_fp32_matches_eager(fp32_package):
-    out, _, compiled = fp32_package
+    out, _, compiled, _ = fp32_package
     pte = teacher_forced(open_package_runner(out), TOKENS, PREFILL)
     eager = teacher_forced(EagerRunner(compiled.loaded.model), TOKENS, PREFILL)
     assert pte.shape == (len(TOKENS), 600)
@@ -73,7 +78,7 @@ def test_fp32_matches_eager(fp32_package):
 
 
 def test_fp32_package_contents(fp32_package):
-    out, manifest, compiled = fp32_package
+    out, manifest, compiled, _ = fp32_package
     cfg = compiled.loaded.cfg
     assert sorted(manifest["files"]) == ["generation_config.json", "model.pte", "tokenizer.json", "tokenizer_config.json"]
     assert not integrity_problems(out, manifest)
@@ -98,11 +103,49 @@ def test_fp32_package_contents(fp32_package):
     assert "permute_copy" not in ops["delegated"] and "permute_copy" not in ops["portable"]
 
 
+def test_lowering_decomposes_the_program_once_beyond_functionalization(fp32_package):
+    """The minutes of an export are re-traces of the whole graph: ExecuTorch decomposes it once to functionalize
+    and once with its decomposition table; a partitioner with a per-node filter would add a third."""
+    *_, decompositions = fp32_package
+    assert decompositions.calls == 2
+
+
+@pytest.mark.parametrize("all_logits", [False, True])
+def test_exported_graph_is_in_the_cheap_to_retrace_form(all_logits):
+    """What keeps the lowering short (docs/benchmarks.md, export time): every linear with a dynamic token count
+    takes 2-D token rows (a 3-D one is a symbolic reshape, matmul, reshape on every re-trace), one activation
+    quantization per distinct input (4 per layer, not 7), and the program's interface unchanged."""
+    from torch.fx.experimental.symbolic_shapes import has_free_symbols
+
+    from elmexport.targets.executorch.attention import load_custom_ops
+    from elmexport.targets.executorch.lower import export_program, prepare_graph
+
+    load_custom_ops()
+    gm, rewrites, _ = prepare_graph(tiny_compiled("int4", vocab_size=512, context=CONTEXT), "xnnpack",
+                                    all_logits=all_logits)
+    assert rewrites["token_rows"] == 1
+    ep = export_program(gm, MAX_SEQ_LEN)
+    calls = [n for n in ep.graph.nodes if n.op == "call_function"]
+    linears = [n for n in calls if n.target == torch.ops.aten.linear.default]
+    dynamic = [n for n in linears if has_free_symbols(n.args[0].meta["val"].shape)]
+    assert len(linears) == 4 * 7 + 1 + 4 * 2 + 17 and len(dynamic) == len(linears) - (0 if all_logits else 1)
+    ranks = Counter(n.args[0].meta["val"].dim() for n in dynamic)
+    # 2-D: the 7 projections and the 2 norm means of each layer, the final norm's mean (and the head on every row);
+    # 4-D: inside attention, the RoPE rotations and OpenELM's q/k norm means act on [1, T, H, hd]
+    assert ranks == {2: 4 * 7 + 4 * 2 + 1 + all_logits, 4: 4 * 4}
+    choose = [n for n in calls if n.target == torch.ops.quantized_decomposed.choose_qparams_per_token_asymmetric.default]
+    quantized = [n for n in calls if n.target == torch.ops.quantized_decomposed.dequantize_per_channel_group.default]
+    assert len(quantized) == 4 * 7 + 1 and len(choose) == 4 * 4 + 1
+    out = ep.graph.output_node().args[0][0].meta["val"]
+    assert out.dim() == 3 and out.shape[0] == 1 and out.shape[-1] == 512
+    assert has_free_symbols(out.shape) == all_logits  # [1, T, vocab] or the last row's [1, 1, vocab]
+
+
 def test_default_program_returns_the_last_position_only(fp32_package):
     """A prefill call yields one row of logits (the head runs once), equal to the all-rows runner's last row."""
     import torch
 
-    out, manifest, _ = fp32_package
+    out, manifest, _, _ = fp32_package
     assert manifest["logits"] == "last" and manifest["outputs"][0]["shape"] == [1, 1, 600]
     runner = open_package_runner(out)
     logits = runner.method.execute([torch.tensor([TOKENS[:MAX_SEQ_LEN]]), torch.arange(MAX_SEQ_LEN)])[0]
@@ -118,7 +161,7 @@ def test_default_program_returns_the_last_position_only(fp32_package):
 
 def test_text_llm_runner_generates_from_package(fp32_package):
     """ExecuTorch's own C++ LLM runner loads model.pte + tokenizer.json and greedily generates our tokens."""
-    out, _, compiled = fp32_package
+    out, _, compiled, _ = fp32_package
     from elmexport.targets.executorch.runner import load_kernel_libraries
 
     load_kernel_libraries()
@@ -151,8 +194,12 @@ def test_8da4w_matches_its_reference_and_the_ir(int4_package):
     assert weights["linear_int4"]["count"] == 4 * 6 + 1 + 4  # q,k,v and gate,up split from the IR's 3+2 per layer
     assert weights["embedding_int4"]["count"] == 1  # the tied table: embedding_4bit + 8da4w head, same codes
     ops = manifest["ops"]
-    assert ops["delegated"]["torchao::choose_qparams_affine"] == 29  # every quantized linear is in XNNPACK
-    assert "linear" not in ops["portable"] and "torchao::dequantize_affine" not in ops["portable"]
+    # every quantized linear is in XNNPACK; the linears reading the same input share its activation quantization
+    # (q, k, v; gate, up), so 4 per layer + the head
+    assert ops["delegated"]["quantized_decomposed::dequantize_per_channel_group"] == 29
+    assert ops["delegated"]["quantized_decomposed::choose_qparams_per_token_asymmetric"] == 4 * 4 + 1
+    assert "linear" not in ops["portable"] and not any(op.startswith("quantized_decomposed::") and "embedding" not in op
+                                                       for op in ops["portable"])
     # the same IR, rebuilt (seeded): same codes and scales as the package's
     from elmexport.pipeline import build_ir
     from elmexport.weights.spec import ModelSpec
@@ -252,7 +299,7 @@ def test_decompose_traces_reference_kernels_exactly(quant):
 
 
 def test_manifest_is_json_serialisable(fp32_package):
-    out, manifest, _ = fp32_package
+    out, manifest, _, _ = fp32_package
     assert json.loads((out / "manifest.json").read_text())["ops"] == manifest["ops"]
 
 

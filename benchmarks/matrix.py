@@ -67,8 +67,11 @@ def timed(cmd: list[str], log_file: Path) -> dict:
 
 def measure_cell(size: str, target: str, args) -> dict:
     work = args.work / f"openelm-{size}-{target}"
-    if work.exists():
-        shutil.rmtree(work)  # our own leftover from an interrupted run of this script
+    if work.exists():  # a leftover package of an interrupted run of this script, or something to leave alone
+        if not (work / "manifest.json").is_file():
+            raise SystemExit(f"error: {work} exists and is not a package this script wrote; move it or pick "
+                             f"another --work")
+        shutil.rmtree(work)
     logs = args.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     row = {"size": size, "target": target, "quant": FOUR_BIT[target], "context": args.context,

@@ -138,16 +138,17 @@ def lookup(key: str | None, log) -> Path | None:
     entry = cache_root() / key
     if not (entry / "manifest.json").is_file():
         return None
-    from .package import checksums
+    from .manifest import integrity_problems
 
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
-        intact = manifest.get("checksums") == checksums(entry)
+        intact = not integrity_problems(entry, manifest)
     except (OSError, ValueError):
         intact = False
     if not intact:
         log(f"cached build {key} is damaged; rebuilding")
-        remove_tree(entry)
+        if _is_entry(entry):
+            remove_tree(entry)
         return None
     os.utime(entry)  # most recently used
     return entry

@@ -295,7 +295,20 @@ def config_from_hf_dict(raw, where: str, fallback_name: str) -> ModelConfig:
     raise ConfigError(f"{where}: unsupported architecture {found}; supported: OpenELM, LlamaForCausalLM")
 
 
-def _openelm_from_hf(f: Fields, name: str) -> ModelConfig:
+def openelm_from_gguf_dict(raw: dict, name: str, where: str, labels: dict[str, str]) -> ModelConfig:
+    """An OpenELM GGUF's metadata, given under config.json's keys (`labels` names the GGUF keys for messages).
+
+    Why a separate entry: llama.cpp's converter writes the per-layer FFN widths it computed, not the multipliers
+    config.json has, so the widths are read as they are instead of being derived again."""
+    f = Fields(raw, where, ConfigError, labels, above_max=ABOVE_MAX)
+    layers = f.integer("num_transformer_layers", 1, MAX_LAYERS)
+    ffn = f.int_list("ffn_dims", 1, MAX_FFN_DIM, MAX_LAYERS)
+    if len(ffn) != layers:
+        raise f.fail(f"{f.label('ffn_dims')!r} has {len(ffn)} entries for {layers} layers; re-convert the file")
+    return _openelm_from_hf(f, name, ffn_dims=ffn)
+
+
+def _openelm_from_hf(f: Fields, name: str, ffn_dims: list[int] | None = None) -> ModelConfig:
     d = f.integer("model_dim", 1, MAX_MODEL_DIM)
     hd = f.integer("head_dim", 2, MAX_HEAD_DIM)
     q_heads = f.int_list("num_query_heads", 1, MAX_HEADS, MAX_LAYERS)
@@ -306,13 +319,7 @@ def _openelm_from_hf(f: Fields, name: str) -> ModelConfig:
     if f.given("num_transformer_layers") and f.integer("num_transformer_layers", 1, MAX_LAYERS) != n:
         raise f.fail(f"'num_transformer_layers' is {f.raw['num_transformer_layers']} but the per-layer head lists "
                      f"have {n} entries; they must agree")
-    ffn_m = f.number_list("ffn_multipliers", 0, 64, MAX_LAYERS, open_lo=True)
-    if len(ffn_m) not in (1, 2, n):
-        raise f.fail(f"'ffn_multipliers' has {len(ffn_m)} entries; give one per layer ({n}), or a (min, max) pair")
-    if len(ffn_m) != n:  # a (min, max) pair is interpolated per layer, as the reference does; one value is uniform
-        ffn_m = [round(float(v), 2) for v in np.linspace(ffn_m[0], ffn_m[-1], n)]
-    divisor = f.integer("ffn_dim_divisor", 1, MAX_FFN_DIM, default=256)
-    ffn = [int(make_divisible(m * d, divisor=divisor)) for m in ffn_m]  # config.json has no FFN widths
+    ffn = ffn_dims if ffn_dims is not None else _openelm_ffn_dims(f, d, n)
     vocab = f.integer("vocab_size", 1, MAX_VOCAB)
     return ModelConfig(
         name=name, family="openelm", vocab_size=vocab, model_dim=d, head_dim=hd,
@@ -326,6 +333,17 @@ def _openelm_from_hf(f: Fields, name: str) -> ModelConfig:
         eos_token_ids=f.ids("eos_token_id", 0, vocab - 1, default=min(2, vocab - 1)),
         chat_template="openelm" if "instruct" in name.lower() else None,
     ).validate(f.where)
+
+
+def _openelm_ffn_dims(f: Fields, d: int, n: int) -> list[int]:
+    """config.json has no FFN widths: they follow from the multipliers, as the reference computes them."""
+    ffn_m = f.number_list("ffn_multipliers", 0, 64, MAX_LAYERS, open_lo=True)
+    if len(ffn_m) not in (1, 2, n):
+        raise f.fail(f"'ffn_multipliers' has {len(ffn_m)} entries; give one per layer ({n}), or a (min, max) pair")
+    if len(ffn_m) != n:  # a (min, max) pair is interpolated per layer, as the reference does; one value is uniform
+        ffn_m = [round(float(v), 2) for v in np.linspace(ffn_m[0], ffn_m[-1], n)]
+    divisor = f.integer("ffn_dim_divisor", 1, MAX_FFN_DIM, default=256)
+    return [int(make_divisible(m * d, divisor=divisor)) for m in ffn_m]
 
 
 def llama_from_hf_dict(raw, name: str, where: str = "config.json", labels: dict[str, str] | None = None) -> ModelConfig:

@@ -57,10 +57,24 @@ def tokenizer_config(manifest: dict, tokenizer) -> dict:
         "tokenizer_class": tokenizer_class(tokenizer),
         **special_tokens(tokenizer),
     }
-    template = tokenizer.chat_template or chat_template_text(manifest["chat_template"], manifest["system_prompt"])
+    template = tokenizer.chat_template or _with_bos(
+        chat_template_text(manifest["chat_template"], manifest["system_prompt"]), tokenizer)
     if template is not None:
         config["chat_template"] = template
     return dict(sorted(config.items()))  # the key order transformers writes
+
+
+def _with_bos(template: str | None, tokenizer) -> str | None:
+    """Our template as HF tools need it: writing BOS itself when the model starts with one (OpenELM), as Llama-2's
+    own template does.
+
+    Why: HF tools encode a rendered chat without adding special tokens (transformers' apply_chat_template with
+    tokenize=True, onnxruntime-genai's Tokenizer.encode), so a BOS must be in the text. elmexport renders the same
+    template without it and its tokenizer puts BOS first (tokenizer.py), which reads "<s>" as the BOS id and never
+    doubles it, so both paths give the model the same ids. A checkpoint's own template is kept as it is."""
+    if template is None or not tokenizer.add_bos or tokenizer.bos_token_id is None:
+        return template
+    return "{{- bos_token }}" + template
 
 
 def read_chat_template(folder: Path) -> str | None:

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from elmexport.api import load
+from elmexport.chat import PROBE_CONVERSATIONS, render_chat
 from elmexport.cli import main
 from elmexport.models.config import ConfigError, get_preset
 from elmexport.weights.sources import load_model
@@ -103,6 +105,22 @@ def test_openelm_gguf_exports_from_the_cli(tmp_path, tiny):
     assert manifest["weights"]["kind"] == "gguf" and manifest["chat_template"] == "openelm"
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     assert "<|assistant|>" in tokenizer_config["chat_template"]  # OpenELM-Instruct's format
+    _genai_chats_with_the_ids_we_generate_from(out)
+
+
+def _genai_chats_with_the_ids_we_generate_from(package):
+    """onnxruntime-genai renders the package's template and encodes the text without adding special tokens; the
+    ids it would give the model must be the ones elmexport gives it (BOS first, once)."""
+    import onnxruntime_genai as og
+
+    loaded = load(package)
+    genai = og.Tokenizer(og.Config(str(package)))
+    for messages in PROBE_CONVERSATIONS:
+        theirs = genai.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+        ours = render_chat(loaded.chat_template, messages, loaded.system_prompt, add_generation_prompt=True)
+        ids = loaded.tokenizer.encode(ours)
+        assert ids[0] == 1 and ids[1] != 1
+        assert [int(i) for i in genai.encode(theirs)] == ids
 
 
 def test_openelm_gguf_with_wrong_ffn_list_is_one_line(tmp_path, tiny, capsys):

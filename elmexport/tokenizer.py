@@ -80,14 +80,15 @@ def resolve_tokenizer(cfg, explicit: str | Path | None, weights_dir: Path | None
     if weights_dir is not None and (weights_dir / "tokenizer.json").exists():
         return read_tokenizer_json(weights_dir / "tokenizer.json")
     repo = LLAMA2_TOKENIZER_REPO if cfg.family == "openelm" else cfg.hf_repo
+    how = None
     if repo:
         from .weights.hub import hub_file
 
-        path = hub_file(repo, "tokenizer.json")
+        path, how = hub_file(repo, "tokenizer.json")
         if path is not None:
             return read_tokenizer_json(path)
     raise TokenizerError(
         f"no tokenizer for {cfg.name}: pass --tokenizer PATH/tokenizer.json"
-        + (f" (OpenELM uses the Llama-2 tokenizer from {LLAMA2_TOKENIZER_REPO}, which could not be reached)"
-           if cfg.family == "openelm" else "")
+        + (f" (OpenELM uses the Llama-2 tokenizer from {LLAMA2_TOKENIZER_REPO}: {how})"
+           if cfg.family == "openelm" else f" ({how})" if how else "")
     )

@@ -16,12 +16,12 @@ def config_without_weights(spec: ModelSpec) -> ModelConfig:
     if spec.hub_id:
         from .hub import hub_file
 
-        config = hub_file(spec.hub_id, "config.json")
+        config, how = hub_file(spec.hub_id, "config.json")
         if config is None:
             from ..errors import WeightsError
 
-            raise WeightsError(f"--model {spec.hub_id}: its config.json is not in the HF cache and the hub is not "
-                               f"reachable; pass a local checkpoint (--model PATH)")
+            raise WeightsError(f"--model {spec.hub_id}: its config.json is not in the HF cache and not downloadable "
+                               f"({how}); pass a local checkpoint (--model PATH)")
         return config_from_hf(config.parent)
     if spec.weights:
         if str(spec.weights).endswith(".gguf"):

@@ -36,10 +36,12 @@ def step(what: str, log=None):
     if on_console and console.is_terminal:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        t0 = time.perf_counter()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                       transient=True) as bar:
             bar.add_task(what, total=None)
             yield
+        console.log(f"{what}: {time.perf_counter() - t0:.1f} s")  # the spinner goes; the scrollback keeps the step
         return
     if log is not None:
         log(f"{what} ...")

@@ -24,3 +24,15 @@ def test_step_announces_itself_to_the_callers_log_only():
     assert seen == ["lowering to xnnpack ...", "inside"]
     with step("quiet", None):  # the API without a log prints nothing
         pass
+
+
+def test_step_on_a_terminal_shows_a_live_spinner_and_keeps_a_line_with_its_time(monkeypatch):
+    import elmexport.progress as progress
+
+    out = io.StringIO()
+    terminal = ProgressConsole(file=out, highlight=False, log_path=False, force_terminal=True, width=200)
+    monkeypatch.setattr(progress, "console", terminal)
+    with step("converting decode (T=1) to Core ML", terminal.log):
+        pass
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert re.search(r"converting decode \(T=1\) to Core ML: \d+\.\d s", text)

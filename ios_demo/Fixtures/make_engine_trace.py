@@ -37,13 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
+from trace_recording import HERE, TOP_K, CallRecorder, chat_prompt, contract_problems, manifest_facts, size_problem
 
-from elmexport.chat import render_chat  # noqa: E402
-from trace_recording import TOP_K, CallRecorder, contract_problems, manifest_facts, size_problem  # noqa: E402
+from elmexport.chat import render_chat  # noqa: E402  (importable once trace_recording put this checkout first)
 
 OUT_DIR = HERE / "coreml_engine"
 QUESTION = "What is the capital of France?"
@@ -115,11 +111,8 @@ def check_trace(directory: Path = OUT_DIR) -> list[str]:
     if (manifest["prefill_chunk"], manifest["context_length"]) != (chunk, context):
         problems.append("manifest.json and trace.json disagree on prefill_chunk / context_length")
 
-    def render(messages):
-        return render_chat(manifest["chat_template"], messages, manifest.get("system_prompt"))
-
     def check_turn(name: str, turn: dict, messages: list[dict]) -> None:
-        if render(messages) != turn["prompt_text"]:
+        if chat_prompt(manifest, messages) != turn["prompt_text"]:
             problems.append(f"{name}: elmexport.chat renders a different prompt now")
         calls, tokens = turn["calls"], turn["expected_tokens"]
         problems.extend(contract_problems(name, calls, package))

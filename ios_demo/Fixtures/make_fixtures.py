@@ -13,8 +13,9 @@ What it writes, next to this script:
   sentencepiece_bpe/expected.json    the same cases, with OpenELM-Instruct chat prompts
   sampling/expected.json             SplitMix64 streams and sample_next draws for fixed logits and seeds
 
-Not written here: coreml_engine/ (a real package's recorded Core ML calls) needs an exported package and the MIL
-interpreter, so make_engine_trace.py writes it by hand; `--check` checks it for consistency only.
+Not written here: coreml_engine/ (a real package's recorded Core ML calls) and coreml_pair/ (a speculative pair's)
+need exported packages and the MIL interpreter, so make_engine_trace.py and make_pair_trace.py write them by hand;
+`--check` checks them for consistency only.
 
 Both tokenizers are *trained* here (no network) on licence texts from /usr/share/common-licenses; the
 training is deterministic, which `--check` relies on. `--check` regenerates everything into a temporary
@@ -48,6 +49,7 @@ from elmexport.chat import render_chat  # noqa: E402
 
 sys.path.insert(0, str(HERE))
 from make_engine_trace import OUT_DIR as ENGINE_TRACE_DIR, check_trace  # noqa: E402
+from make_pair_trace import OUT_DIR as PAIR_TRACE_DIR, check_pair_trace  # noqa: E402
 
 LICENSES = Path("/usr/share/common-licenses")
 
@@ -369,10 +371,13 @@ def check() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh_root = Path(tmp)
         fresh = {p.relative_to(fresh_root) for p in write_all(fresh_root)}
-        # The engine trace needs an exported package to regenerate (make_engine_trace.py, by hand); here it is
-        # only checked for consistency with the current chat templates and the package contract.
-        committed = {p.relative_to(HERE) for p in HERE.rglob("*.json") if ENGINE_TRACE_DIR not in p.parents}
+        # The Core ML traces need exported packages to regenerate (make_engine_trace.py, make_pair_trace.py, by
+        # hand); here they are only checked for consistency with the current chat templates, the package contract
+        # and the greedy chain of their recorded rows.
+        traces = (ENGINE_TRACE_DIR, PAIR_TRACE_DIR)
+        committed = {p.relative_to(HERE) for p in HERE.rglob("*.json") if not set(traces) & set(p.parents)}
         problems = [f"coreml_engine: {problem}" for problem in check_trace(ENGINE_TRACE_DIR)]
+        problems += [f"coreml_pair: {problem}" for problem in check_pair_trace(PAIR_TRACE_DIR)]
         for rel in sorted(fresh | committed):
             if rel not in committed:
                 problems.append(f"missing: {rel}")
@@ -389,7 +394,7 @@ def check() -> int:
         print("make_fixtures --check: fixtures are out of date:\n" + "\n".join(problems), file=sys.stderr)
         print("regenerate with: python ios_demo/Fixtures/make_fixtures.py", file=sys.stderr)
         return 1
-    print(f"make_fixtures --check: {len(fresh)} fixture files up to date, Core ML engine trace consistent")
+    print(f"make_fixtures --check: {len(fresh)} fixture files up to date, Core ML engine and pair traces consistent")
     return 0
 
 

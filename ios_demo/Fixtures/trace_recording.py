@@ -11,9 +11,14 @@ make_pair_trace.py (a speculative pair's two packages).
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))  # the recording scripts import elmexport from this checkout, not an installed copy
 
 TOP_K = 8
 MAX_TRACE_BYTES = 1_000_000
@@ -96,6 +101,14 @@ def manifest_facts(package: Path, manifest: dict) -> dict:
     if "verify" in manifest.get("functions", []):
         facts["verify_tokens"] = manifest["verify_tokens"]
     return facts
+
+
+def chat_prompt(manifest: dict, messages: list[dict]) -> str:
+    """The prompt elmexport.chat renders for `messages` with a package's template and system prompt, read from its
+    manifest, as ElmKit renders it."""
+    from elmexport.chat import render_chat
+
+    return render_chat(manifest["chat_template"], messages, manifest.get("system_prompt"))
 
 
 def contract_problems(name: str, calls: list[dict], package: dict) -> list[str]:

@@ -85,8 +85,11 @@ import Testing
         defer { try? FileManager.default.removeItem(at: root) }
         let fm = FileManager.default
         // b: manifest names the model file; a: no files key, a model directory is found on disk;
-        // c: not a package; d: unreadable manifest.
-        for name in ["a", "b", "c", "d"] { try fm.createDirectory(at: root.appendingPathComponent(name), withIntermediateDirectories: true) }
+        // c: not a package; d: unreadable manifest; e: a speculative pair (its manifest.json as the exporter writes it).
+        for name in ["a", "b", "c", "d", "e"] { try fm.createDirectory(at: root.appendingPathComponent(name), withIntermediateDirectories: true) }
+        try Data(#"{"generator": "elmexport", "format_version": 1, "kind": "speculative-pair", "pair": "pair.json", "checksums": {}}"#.utf8)
+            .write(to: root.appendingPathComponent("e/manifest.json"))
+        try fm.copyItem(at: Fixtures.root.appendingPathComponent("coreml_pair/pair.json"), to: root.appendingPathComponent("e/pair.json"))
         try Data(#"{"name": "Alpha", "chat_template": "openelm"}"#.utf8).write(to: root.appendingPathComponent("a/manifest.json"))
         try fm.createDirectory(at: root.appendingPathComponent("a/z.mlmodelc"), withIntermediateDirectories: true)
         try Data(Self.full.utf8).write(to: root.appendingPathComponent("b/manifest.json"))

@@ -46,6 +46,16 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).isEmpty)
     }
 
+    @Test func aSpeculativePairIsRefusedWithWhatToPick() throws {
+        // A pair folder has a manifest.json of its own (checksums), so it would otherwise pass as a package.
+        let root = scratch.appendingPathComponent("Models")
+        let pair = try makePackage("picked/smol-pair", weights: "abc")
+        try FileManager.default.copyItem(at: Fixtures.root.appendingPathComponent("coreml_pair/pair.json"),
+                                         to: pair.appendingPathComponent("pair.json"))
+        #expect(throws: PackageImporter.ImportError.speculativePair("smol-pair")) { try PackageImporter.importPackage(from: pair, into: root) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).isEmpty)
+    }
+
     @Test func fingerprintFollowsContentNotFolderNames() throws {
         let a = try makePackage("x/smol", weights: "same weights")
         let b = try makePackage("y/other-name", weights: "same weights")

@@ -39,12 +39,14 @@ public struct ModelPackage: Sendable, Identifiable, Equatable {
     }
 
     /// Packages directly inside `root` (each a folder with a manifest.json), sorted by folder name.
-    /// Folders whose manifest cannot be read, and hidden folders (imports in progress), are skipped.
+    /// Folders whose manifest cannot be read, hidden folders (imports in progress) and speculative pair folders
+    /// (their manifest.json lists checksums, not a model; see `SpeculativePair`) are skipped.
     public static func discover(in root: URL) -> [ModelPackage] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
         return names.sorted().filter { !$0.hasPrefix(".") }.compactMap { name in  // skips unfinished imports
             let dir = root.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("manifest.json").path) else { return nil }
+            guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("manifest.json").path),
+                  !SpeculativePair.isPair(dir) else { return nil }
             return try? ModelPackage(directory: dir)
         }
     }

@@ -10,9 +10,12 @@ import Foundation
 public enum PackageImporter {
     public enum ImportError: Error, Equatable, CustomStringConvertible {
         case notAPackage(String)
+        case speculativePair(String)
         public var description: String {
             switch self {
             case let .notAPackage(name): return "\(name) has no readable manifest.json: pick the package folder elmexport wrote"
+            case let .speculativePair(name):
+                return "\(name) is a speculative pair, which the app does not run yet: pick its target-… or draft-… folder"
             }
         }
     }
@@ -25,6 +28,7 @@ public enum PackageImporter {
         if source.standardizedFileURL.resolvingSymlinksInPath().path == target.standardizedFileURL.resolvingSymlinksInPath().path {
             return try ModelPackage(directory: target)  // already here: nothing to copy, nothing to delete
         }
+        guard !SpeculativePair.isPair(source) else { throw ImportError.speculativePair(source.lastPathComponent) }
         guard (try? ModelPackage(directory: source)) != nil else { throw ImportError.notAPackage(source.lastPathComponent) }
         let staging = root.appendingPathComponent(".incoming-\(UUID().uuidString)", isDirectory: true)
         do {

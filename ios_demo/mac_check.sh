@@ -8,8 +8,13 @@
 # Needs macOS 15+, Xcode 16+, XcodeGen (brew install xcodegen) and elmexport installed (pip install -e ".[test]").
 # Usage: ios_demo/mac_check.sh [WORK_DIR]   (default: a new temporary directory)
 set -euo pipefail
-cd "$(dirname "$0")"
+if [ "$(uname -s)" != Darwin ]; then
+  echo "mac_check.sh needs macOS (Xcode, Core ML); elsewhere run what Linux can: cd ios_demo && swift build && swift test" >&2
+  exit 2
+fi
 work="${1:-$(mktemp -d)}"
+mkdir -p "$work" && work="$(cd "$work" && pwd)"  # absolute: a relative WORK_DIR means the caller's directory
+cd "$(dirname "$0")"
 
 echo "== 1/3 swift build && swift test (ElmKit, Core ML backend included)"
 swift build

@@ -20,7 +20,8 @@ final class ChatSession {
     private(set) var isGenerating = false
     private(set) var lastStats: GenerationStats?
     private(set) var finishReason: FinishReason?
-    /// Shown above the input when earlier messages no longer fit the context.
+    /// Shown above the input when earlier messages no longer fit the context, or when the package's chat template
+    /// is one the app does not render.
     private(set) var trimNotice: String?
     /// Empty: the package's own system prompt (manifest `system_prompt`).
     var systemPrompt = ""
@@ -62,9 +63,11 @@ final class ChatSession {
             trimNotice = "\(error)"
             return
         }
-        trimNotice = conversation.droppedMessages > 0
+        let trimmed = conversation.droppedMessages > 0
             ? "The \(conversation.droppedMessages) oldest messages no longer fit the \(loaded.info.contextLength)-token context; the model does not see them."
             : nil
+        let notices = [conversation.templateNotice, trimmed].compactMap { $0 }
+        trimNotice = notices.isEmpty ? nil : notices.joined(separator: " ")
         turns.append(Turn(role: "user", text: text))
         turns.append(Turn(role: "assistant", text: ""))
         let index = turns.count - 1

@@ -20,6 +20,24 @@ import Testing
         #expect(rendered == "<|im_start|>system\n\(manifest.systemPrompt!)<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     }
 
+    @Test func aTemplateTheAppCannotRenderIsSaidAndSentAsPlainText() throws {
+        // The exporter keeps a checkpoint's own Jinja template (manifest chat_template holds its text) when it
+        // renders unlike both named formats.
+        let jinja = #"{% for message in messages %}{{ '### ' + message['role'] + ': ' + message['content'] }}{% endfor %}"#
+        let manifest = ModelManifest(json: .object([("chat_template", .string(jinja)), ("system_prompt", .string("Be brief."))]))
+        var chat = ChatConversation(package: ModelPackage(directory: URL(fileURLWithPath: "/nonexistent"), manifest: manifest))
+        #expect(chat.template == .plain)
+        #expect(chat.templateNotice?.contains("plain text") == true)
+        var rendered = ""
+        _ = try chat.prompt(adding: "Hi", encode: { rendered = $0; return [1] }, contextLength: 512, replyRoom: 8)
+        #expect(rendered == "Hi")
+        for known in ["chatml", "openelm", nil] as [String?] {
+            #expect(ChatTemplate.unsupportedNotice(manifestValue: known) == nil)
+        }
+        let real = try ModelManifest(contentsOf: Fixtures.root.appendingPathComponent("coreml_engine/manifest.json"))
+        #expect(ChatConversation(package: ModelPackage(directory: URL(fileURLWithPath: "/nonexistent"), manifest: real)).templateNotice == nil)
+    }
+
     @Test func dropsTheOldestExchangesAtTheContextLimit() throws {
         var chat = ChatConversation(template: .chatml, systemPrompt: "Be brief.")
         let context = 160, room = 32

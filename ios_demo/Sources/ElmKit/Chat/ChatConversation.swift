@@ -12,14 +12,18 @@ public struct ChatConversation: Sendable {
     public private(set) var messages: [ChatMessage] = []
     /// Messages at the start of `messages` that no longer fit and are left out of the prompt.
     public private(set) var droppedMessages = 0
+    /// Set when the package's template is one ElmKit does not render (see `ChatTemplate.unsupportedNotice`).
+    public let templateNotice: String?
 
-    public init(template: ChatTemplate, systemPrompt: String?) {
+    public init(template: ChatTemplate, systemPrompt: String?, templateNotice: String? = nil) {
         self.template = template
         self.systemPrompt = systemPrompt
+        self.templateNotice = templateNotice
     }
 
     public init(package: ModelPackage) {
-        self.init(template: package.chatTemplate, systemPrompt: package.manifest.systemPrompt)
+        self.init(template: package.chatTemplate, systemPrompt: package.manifest.systemPrompt,
+                  templateNotice: ChatTemplate.unsupportedNotice(manifestValue: package.manifest.chatTemplate))
     }
 
     public enum ConversationError: Error, Equatable, CustomStringConvertible {

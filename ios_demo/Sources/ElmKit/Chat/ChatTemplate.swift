@@ -31,6 +31,16 @@ public enum ChatTemplate: String, Sendable, CaseIterable {
         self = manifestValue.flatMap(ChatTemplate.init(rawValue:)) ?? .plain
     }
 
+    /// What to tell the user when a manifest's `chat_template` is one ElmKit does not render: the exporter keeps a
+    /// checkpoint's own Jinja template when it renders differently from ChatML and OpenELM's format, and such a
+    /// package's prompts then go out as plain text (`.plain`), which the model was not trained on. Nil for the
+    /// named formats and for base models (null).
+    public static func unsupportedNotice(manifestValue: String?) -> String? {
+        guard let value = manifestValue, ChatTemplate(rawValue: value) == nil else { return nil }
+        return "This package's chat template is its checkpoint's own, which the app does not render (it renders "
+            + "ChatML and OpenELM's format): messages are sent as plain text, so replies may be poor."
+    }
+
     /// The strings that end an assistant turn; generation stops when one appears.
     public var stopStrings: [String] {
         switch self {

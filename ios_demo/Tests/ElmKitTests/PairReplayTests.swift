@@ -107,8 +107,10 @@ struct PairTrace {
 }
 
 /// What opening a folder that is not a usable pair says.
-@Suite struct SpeculativePairOpeningTests {
+@Suite final class SpeculativePairOpeningTests {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("elmkit-pair-\(UUID().uuidString)")
+
+    deinit { try? FileManager.default.removeItem(at: scratch) }
 
     /// A copy of the committed pair folder with pair.json and the target's manifest edited.
     func copy(pair edit: (String) -> String = { $0 }, targetManifest editManifest: (String) -> String = { $0 }) throws -> URL {

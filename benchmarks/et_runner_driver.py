@@ -1,15 +1,20 @@
 """Our ExecuTorch package vs ExecuTorch's own LLM exporter, both run by ExecuTorch's TextLLMRunner.
 
     python benchmarks/et_runner_driver.py [--hf-dir DIR] [--out dist/et-peer] [--rounds 5] [--new-tokens 128]
+        [--peer-options max_seq_length=128,quantize_kv_cache=true,...]
 
 Peer B is `python -m executorch.extension.llm.export.export_llm` on the same SmolLM2-135M-Instruct weights
-(model class smollm2, XNNPACK, KV cache, custom SDPA, 8da4w group 32, max_seq_length 128, context 2048, as its
-SmolLM2 recipe does: embedding left fp32, head stored separately from the embedding). Its SmolLM2 weight converter
-imports torchtune, which does not import beside torchao 0.18, so the HF -> Meta renaming (and the Q/K row order of
-Meta's interleaved RoPE) is done here. Ours is `elmexport executorch --quant 8da4w` (and `--quant none`) on the
-same weights. Both .pte files are run by `executorch.extension.llm.runner.TextLLMRunner`, greedy, on the same
-128-token prompt for 128 new tokens, 2 threads, in interleaved rounds (B, ours, B, ours, ...): this machine's
-memory bandwidth drifts from minute to minute, so one timing means little; medians with min-max are printed.
+(model class smollm2, embedding left fp32, head stored separately from the embedding, as its SmolLM2 recipe does)
+in the configuration a user tunes it to (PEER_OPTIONS): XNNPACK with extended_ops, KV cache with custom SDPA
+(use_sdpa_with_kv_cache), 8da4w group 32, fp32, max_seq_length 256, max_context_length 512 (our quickstart's
+context). --peer-options changes single options for a sweep (group_size, quantize_kv_cache, max_seq_length, ...);
+ours is then built with the same context and chunk. Its SmolLM2 weight converter imports torchtune, which does
+not import beside torchao 0.18, so the HF -> Meta renaming (and the Q/K row order of Meta's interleaved RoPE) is
+done here. Ours is `elmexport executorch --quant 8da4w` (and `--quant none`) on the same weights (the default
+model's checkpoint, as the quickstart downloads and converts it). Both .pte files are run by
+`executorch.extension.llm.runner.TextLLMRunner`, greedy, on the same 128-token prompt for 128 new tokens, 2
+threads, in interleaved rounds (B, ours, B, ours, ...): this machine's memory bandwidth drifts from minute to
+minute, so one timing means little; medians with min-max are printed.
 
 Importable (benchmarks/ is not a package: put this directory on sys.path): build_peer_b, EtLlmRunnerGenerator.
 The prompt: benchmarks/prompts.py.
@@ -34,8 +39,23 @@ from timed_run import run_measured
 
 DEFAULT_HF_DIR = Path.home() / ".cache" / "elmexport" / "models" / "smollm2-135m-instruct"
 PEER_NAME = "smollm2_8da4w_peer_b"
-PEER_MAX_SEQ_LEN = 128
-PEER_CONTEXT = 2048
+# The strongest configuration a user would tune export_llm to for this comparison (our quickstart's context is 512):
+# XNNPACK with extended_ops, KV cache with custom SDPA (use_sdpa_with_kv_cache), 8da4w group 32, fp32.
+PEER_OPTIONS = {"max_seq_length": 256, "max_context_length": 512, "group_size": 32, "extended_ops": True,
+                "use_sdpa_with_kv_cache": True, "quantize_kv_cache": False}
+PEER_MAX_SEQ_LEN = PEER_OPTIONS["max_seq_length"]
+PEER_CONTEXT = PEER_OPTIONS["max_context_length"]
+
+
+def peer_options(spec: str = "") -> dict:
+    """PEER_OPTIONS with `key=value,...` overrides (ints and true/false parsed): one point of an export_llm sweep."""
+    options = dict(PEER_OPTIONS)
+    for item in [i for i in spec.split(",") if i]:
+        key, _, value = item.partition("=")
+        if key not in options:
+            raise ValueError(f"unknown peer B option {key!r}; choose from {', '.join(options)}")
+        options[key] = value.lower() == "true" if isinstance(options[key], bool) else int(value)
+    return options
 
 
 def _meta_state_dict(hf_dir: Path) -> dict:
@@ -73,7 +93,8 @@ def _peer_params(hf_dir: Path) -> dict:
             "attention_qkv_bias": False}
 
 
-def _peer_config_yaml(out: Path, hf_dir: Path) -> str:
+def _peer_config_yaml(out: Path, hf_dir: Path, options: dict | None = None) -> str:
+    o = options or PEER_OPTIONS
     cfg = json.loads((hf_dir / "config.json").read_text())
     eos = cfg["eos_token_id"] if isinstance(cfg["eos_token_id"], list) else [cfg["eos_token_id"]]
     metadata = json.dumps({"get_bos_id": cfg["bos_token_id"], "get_eos_ids": eos})
@@ -85,32 +106,35 @@ def _peer_config_yaml(out: Path, hf_dir: Path) -> str:
         f"  metadata: '{metadata}'",
         "model:",
         "  use_kv_cache: true",
-        "  use_sdpa_with_kv_cache: true",
+        f"  use_sdpa_with_kv_cache: {str(o['use_sdpa_with_kv_cache']).lower()}",
+        f"  quantize_kv_cache: {str(o['quantize_kv_cache']).lower()}",
         "  enable_dynamic_shape: true",
         "  dtype_override: fp32",
         "export:",
-        f"  max_seq_length: {PEER_MAX_SEQ_LEN}",
-        f"  max_context_length: {PEER_CONTEXT}",
+        f"  max_seq_length: {o['max_seq_length']}",
+        f"  max_context_length: {o['max_context_length']}",
         f"  output_dir: {out}",
         f"  output_name: {PEER_NAME}.pte",
         "quantization:",
         "  qmode: 8da4w",
-        "  group_size: 32",
+        f"  group_size: {o['group_size']}",
         "backend:",
         "  xnnpack:",
         "    enabled: true",
-        "    extended_ops: true",
+        f"    extended_ops: {str(o['extended_ops']).lower()}",
         "",
     ])
 
 
-def build_peer_b(hf_dir: Path, out: Path, log=print) -> dict:
-    """ExecuTorch's own exporter on hf_dir (reused when out already holds its .pte and timing record)."""
+def build_peer_b(hf_dir: Path, out: Path, log=print, options: dict | None = None) -> dict:
+    """ExecuTorch's own exporter on hf_dir with `options` (default PEER_OPTIONS; reused when out already holds its
+    .pte and a timing record of the same options)."""
     import torch
 
     out = Path(out).resolve()
+    options = options or PEER_OPTIONS
     pte, record = out / f"{PEER_NAME}.pte", out / "build.json"
-    if pte.exists() and record.exists():
+    if pte.exists() and record.exists() and json.loads(record.read_text()).get("options") == options:
         return json.loads(record.read_text())
     hf_dir = Path(hf_dir)
     if not (hf_dir / "model.safetensors").exists():
@@ -119,7 +143,7 @@ def build_peer_b(hf_dir: Path, out: Path, log=print) -> dict:
     t0 = time.perf_counter()
     torch.save(_meta_state_dict(hf_dir), out / "checkpoint.pth")
     (out / "params.json").write_text(json.dumps(_peer_params(hf_dir), indent=1))
-    (out / "config.yaml").write_text(_peer_config_yaml(out, hf_dir))
+    (out / "config.yaml").write_text(_peer_config_yaml(out, hf_dir, options))
     convert_s = time.perf_counter() - t0
     cmd = [sys.executable, "-m", "executorch.extension.llm.export.export_llm", "--config", str(out / "config.yaml")]
     log(f"peer B: {' '.join(cmd)} (log: {out / 'export.log'})")
@@ -129,7 +153,7 @@ def build_peer_b(hf_dir: Path, out: Path, log=print) -> dict:
         tail = (out / "export.log").read_text()[-2000:]
         raise RuntimeError(f"peer B export failed (exit {rc}); see {out / 'export.log'}\n{tail}")
     result = {"path": str(pte), "export_s": round(wall + convert_s, 1), "export_peak_rss_mib": round(rss),
-              "size_mb": round(pte.stat().st_size / 1e6, 1), "convert_s": round(convert_s, 1)}
+              "size_mb": round(pte.stat().st_size / 1e6, 1), "convert_s": round(convert_s, 1), "options": options}
     record.write_text(json.dumps(result, indent=1))
     return result
 
@@ -214,13 +238,18 @@ class EtLlmRunnerGenerator:
                 "tokens": [self._inverse.get(p, -1) for p in pieces], "text": "".join(pieces)}
 
 
-def build_ours(quant: str, out: Path, hf_dir: Path, log=print) -> dict:
-    """`elmexport executorch --quant QUANT` on hf_dir (reused when out already holds it); wall time and peak RSS."""
+def build_ours(quant: str, out: Path, hf_dir: Path, log=print, context: int = PEER_CONTEXT,
+               max_seq_len: int = PEER_MAX_SEQ_LEN) -> dict:
+    """`elmexport executorch --quant QUANT --context C --max-seq-len N` on hf_dir, with peer B's context and chunk
+    by default (reused when out already holds the same build); wall time and peak RSS."""
     out = Path(out).resolve()
     record = out.parent / f"{out.name}.build.json"
-    if (out / "model.pte").exists() and record.exists():
+    shape = {"context": context, "max_seq_len": max_seq_len}
+    if (out / "model.pte").exists() and record.exists() and \
+            {k: json.loads(record.read_text()).get(k) for k in shape} == shape:
         return json.loads(record.read_text())
     cmd = [sys.executable, "-m", "elmexport.cli", "executorch", "--quant", quant, "--weights", str(hf_dir),
+           "--context", str(context), "--max-seq-len", str(max_seq_len), "--no-cache", "--overwrite",
            "--out", str(out)]
     log(f"ours: {' '.join(cmd)}")
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
@@ -228,7 +257,7 @@ def build_ours(quant: str, out: Path, hf_dir: Path, log=print) -> dict:
     if rc:
         raise RuntimeError(f"elmexport failed (exit {rc}); see {out.parent / f'{out.name}.export.log'}")
     result = {"path": str(out / "model.pte"), "export_s": round(wall, 1), "export_peak_rss_mib": round(rss),
-              "size_mb": round((out / "model.pte").stat().st_size / 1e6, 1)}
+              "size_mb": round((out / "model.pte").stat().st_size / 1e6, 1), **shape}
     record.write_text(json.dumps(result, indent=1))
     return result
 
@@ -248,18 +277,29 @@ def main(argv=None) -> int:
     p.add_argument("--quants", default="8da4w,none", help="our packages to compare (elmexport --quant values)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--prompt-tokens", type=int, default=PEER_MAX_SEQ_LEN - 1,
-                   help="prompt length (default 127: export_llm exports T <= max_seq_length - 1 while telling the "
-                        "runner max_seq_length, so a 128-token prompt fails in its program's single prefill chunk)")
+    p.add_argument("--prompt-tokens", type=int, default=128,
+                   help="prompt length (at most max_seq_length - 1: export_llm exports T <= max_seq_length - 1 "
+                        "while telling the runner max_seq_length, so a longer prompt fails in its single prefill "
+                        "chunk)")
+    p.add_argument("--peer-options", default="", metavar="KEY=VALUE,...",
+                   help=f"export_llm options over the default {PEER_OPTIONS} (one point of a sweep)")
     p.add_argument("--also", action="append", default=[], metavar="NAME=PTE",
                    help="another .pte to run in the same rounds (e.g. an earlier build of ours)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
-    builds = {"peer B (export_llm 8da4w)": build_peer_b(args.hf_dir, args.out / "peer_b")}
+    try:
+        options = peer_options(args.peer_options)
+    except ValueError as e:
+        p.error(str(e))
+    if args.prompt_tokens >= options["max_seq_length"]:
+        p.error(f"--prompt-tokens {args.prompt_tokens}: export_llm's program takes at most max_seq_length - 1 = "
+                f"{options['max_seq_length'] - 1} prompt tokens; pass fewer")
+    builds = {"peer B (export_llm 8da4w)": build_peer_b(args.hf_dir, args.out / "peer_b", options=options)}
     for q in [q for q in args.quants.split(",") if q]:
-        builds[f"ours {q}"] = build_ours(q, args.out / f"ours-{q}", args.hf_dir)
+        builds[f"ours {q}"] = build_ours(q, args.out / f"ours-{q}", args.hf_dir, context=options["max_context_length"],
+                                         max_seq_len=options["max_seq_length"])
     for item in args.also:
         name, _, path = item.partition("=")
         record = Path(path).parent.parent / f"{Path(path).parent.name}.build.json"

@@ -103,6 +103,43 @@ def test_fp32_package_contents(fp32_package):
     assert "permute_copy" not in ops["delegated"] and "permute_copy" not in ops["portable"]
 
 
+def test_attention_kernels_get_the_layout_they_are_cheapest_with(fp32_package):
+    """The serialised program hands llama::custom_sdpa what it is cheapest with, and nothing runs around it: per
+    layer exactly delegate -> update_cache(k), update_cache(v) -> custom_sdpa -> next delegate; q token-major
+    [1, T, Hq, hd] and contiguous straight from the delegate; the caches it reads are the ones just written,
+    [1, context, n_kv, hd] contiguous and static (not copies, not transposed); one start position for all layers
+    (computed once from input_pos); no mask, causal, scale 1/sqrt(hd). A copy, transpose or per-layer position
+    computation added around the kernel (each a portable call per layer per token) fails here; the per-call cost
+    itself is guarded by `benchmarks/executorch_etdump.py --max-sdpa-ratio` against export_llm's program."""
+    from elmexport.targets.executorch.pte_calls import read_calls
+
+    out, _, compiled, _ = fp32_package
+    cfg = compiled.loaded.cfg
+    hd = cfg.head_dim
+    calls = read_calls(out / "model.pte")
+    sdpa = [i for i, c in enumerate(calls) if c.op == "llama::custom_sdpa"]
+    assert len(sdpa) == cfg.num_layers
+    positions = [c for c in calls if c.op == "aten::_local_scalar_dense"]
+    assert len(positions) == 1  # the start position, once per call
+    start = positions[0].args[-1].index
+    for layer, i in enumerate(sdpa):
+        delegate, write_a, write_b, call, after = calls[i - 3:i + 2]
+        assert [c.op for c in (delegate, write_a, write_b, after)] == \
+            ["delegate", "llama::update_cache", "llama::update_cache", "delegate"], [c.op for c in calls[i - 3:i + 2]]
+        q, k, v, pos, mask, dropout, causal, scale, result = call.args[:9]
+        assert q.kind == "tensor" and q.dynamic and q.dim_order == (0, 1, 2, 3)
+        assert q.sizes == (1, MAX_SEQ_LEN, cfg.num_query_heads[layer], hd)
+        assert q.index in {a.index for a in delegate.args}  # the delegate's own output, no copy in between
+        for cache in (k, v):
+            assert cache.sizes == (1, CONTEXT, cfg.num_kv_heads[layer], hd)
+            assert cache.dim_order == (0, 1, 2, 3) and not cache.dynamic and not cache.constant
+        assert {k.index, v.index} == {write_a.args[1].index, write_b.args[1].index} and k.index != v.index
+        assert pos.index == start and write_a.args[2].index == start and write_b.args[2].index == start
+        assert mask.kind == "null" and dropout.scalar == 0.0 and causal.scalar is True
+        assert scale.scalar == pytest.approx(hd ** -0.5)
+        assert result.sizes == q.sizes and result.index == after.args[0].index  # straight into the next delegate
+
+
 def test_lowering_decomposes_the_program_once_beyond_functionalization(fp32_package):
     """The minutes of an export are re-traces of the whole graph: ExecuTorch decomposes it once to functionalize
     and once with its decomposition table; a partitioner with a per-node filter would add a third."""

@@ -302,7 +302,11 @@ def main(argv=None) -> int:
                                          max_seq_len=options["max_seq_length"])
     for item in args.also:
         name, _, path = item.partition("=")
-        record = Path(path).parent.parent / f"{Path(path).parent.name}.build.json"
+        if not Path(path).is_file():
+            p.error(f"--also {item}: no such .pte file")
+        records = [Path(path).parent.parent / f"{Path(path).parent.name}.build.json",  # ours (build_ours)
+                   Path(path).parent / "build.json"]  # a peer B build (build_peer_b)
+        record = next((r for r in records if r.exists()), records[0])
         builds[name] = json.loads(record.read_text()) if record.exists() else \
             {"path": path, "export_s": float("nan"), "export_peak_rss_mib": -1,
              "size_mb": round(Path(path).stat().st_size / 1e6, 1)}

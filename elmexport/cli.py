@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pair", help="export a draft + target pair for speculative decoding into one folder")
     p.add_argument("--target", required=True, metavar="MODEL", help="the model whose greedy output is produced")
     p.add_argument("--draft", required=True, metavar="MODEL", help="a smaller model with the same tokenizer")
-    p.add_argument("--to", required=True, metavar="RUNTIME", help="onnx or executorch")
+    p.add_argument("--to", required=True, metavar="RUNTIME", help="coreml, onnx or executorch")
     p.add_argument("--k", type=positive_int, default=4, help="draft tokens per target call (default 4)")
     p.add_argument("--target-quant", default="none", metavar="PRESET", help="the target's --quant (default none)")
     p.add_argument("--draft-quant", default="int4", metavar="PRESET", help="the draft's --quant (default int4)")
@@ -230,7 +230,7 @@ def _generate_pair(args) -> int:
     from .pair import load_pair
     from .progress import console
 
-    pair = load_pair(args.package)
+    pair = load_pair(args.package, threads=args.threads)
     result = pair.generate(args.prompt, max_new_tokens=args.max_new_tokens, k=args.k, chat=not args.no_chat,
                            system=args.system, on_text=lambda s: print(s, end="", flush=True),
                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -302,11 +302,14 @@ def _validate_pair(args) -> int:
     """A pair folder: greedy equivalence, acceptance and speed-up by k (pair_validation.py); exit 1 on a mismatch."""
     from pathlib import Path
 
-    from .pair_validation import validate_pair, write_pair_report
+    from .pair_validation import validate_pair
     from .progress import console
+    from .validation.pair_report import check_destination, write_pair_reports
 
-    report = validate_pair(args.package, k_values=args.k_values, log=console.log)
-    paths = write_pair_report(report, Path(args.out or Path(args.package) / "validation"))
+    out = Path(args.out or Path(args.package) / "validation")
+    check_destination(out)  # before the slow part
+    report = validate_pair(args.package, k_values=args.k_values, threads=args.threads, log=console.log)
+    paths = write_pair_reports(report, out)
     console.log(f"pair validation {'passed' if report['passed'] else 'FAILED'}: {', '.join(map(str, paths))}")
     return 0 if report["passed"] else 1
 

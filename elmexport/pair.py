@@ -202,14 +202,15 @@ class LoadedPair:
                                     tokenizer=tokenizer, on_text=on_text, sampling=sampling)
 
 
-def load_pair(pair_dir: str | Path) -> LoadedPair:
-    """Open a pair folder written by `export_pair`."""
+def load_pair(pair_dir: str | Path, *, threads: int | None = None) -> LoadedPair:
+    """Open a pair folder written by `export_pair`; `threads` for both runtimes (None: the runtime's choice)."""
     from .api import load
 
     pair_dir = Path(pair_dir)
     pair = read_pair(pair_dir)
     # the two sessions take turns on the same cores: idle onnxruntime threads must not spin while the other runs
-    target, draft = (load(pair_dir / pair[role]["package"], spinning=False) for role in ("target", "draft"))
+    target, draft = (load(pair_dir / pair[role]["package"], threads=threads, spinning=False)
+                     for role in ("target", "draft"))
     logits = target.package.manifest.get("logits", target.package.manifest.get("onnx", {}).get("logits"))
     if "verify" in target.package.manifest.get("functions", []):  # Core ML: verify returns every row
         logits = "all"

@@ -2,7 +2,7 @@
 
     elmexport pair --target smollm2-135m-instruct --draft smollm2-135m-instruct --to onnx --context 512 \
         --out dist/pair-onnx            # target fp32 (every position's logits), draft int4
-    python benchmarks/speculative_pairs.py dist/pair-onnx [--ks 2,3,4,5,6] [--rounds 2] [--new-tokens 128]
+    python benchmarks/speculative_pairs.py dist/pair-onnx [--ks 2,3,4,5,6] [--rounds 2] [--new-tokens 128] [--threads 2]
 
 Each round runs, for every prompt, the target alone (generation.py's loop: one call per token) and the pair at
 every k, in an order rotated from round to round, so the machine's drift hits every configuration alike. The
@@ -12,12 +12,11 @@ EOS is ignored, so every run makes exactly --new-tokens tokens. Each pair run's 
 target alone's for the same prompt: they must be equal (the target scores T = k + 1 positions per call instead of
 one, so a near-tie between two logits could in principle flip; any such case is printed).
 
-onnxruntime's intra-op threads spin for a while after each call by default. A pair alternates two sessions, so
-the idle session's spinning threads compete with the running one for the 2 cores; `--onnx-no-spin` opens both
-sessions with spinning off (the target alone then runs without spinning too, so the comparison stays like for
-like).
+The pair is opened as `elmexport generate PAIR` opens it (pair.load_pair): onnxruntime sessions with intra-op
+spinning off, since a pair alternates two sessions and the idle one's spinning threads would take the cores from
+the one running; the target alone is that same target session, so the comparison stays like for like.
 
-2 threads: onnxruntime's intra-op pool (the ONNX runner's default) and ExecuTorch's own pool (2 cores); for
+Threads: --threads N (default 2) for both packages, onnxruntime's intra-op pool or ExecuTorch's pool; for
 ExecuTorch, MKL_NUM_THREADS=1 is set before torch loads (see targets/executorch/runner.py).
 
 Prompts: three chat questions rendered with the target's chat template, and the first 128 tokens of the GPL-3
@@ -60,21 +59,6 @@ def prompts_for(pair) -> dict[str, list[int]]:
     return out
 
 
-def no_spinning_onnx_sessions() -> None:
-    """Make the ONNX runner's sessions sleep between calls instead of spinning: a pair alternates two sessions
-    on 2 cores, and the idle one's spinning pool threads would take the cores from the one running."""
-    import elmexport.targets.onnx.runner as onnx_runner
-
-    default = onnx_runner.session_options
-
-    def without_spinning(threads: int = onnx_runner.DEFAULT_THREADS):
-        options = default(threads)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return options
-
-    onnx_runner.session_options = without_spinning
-
-
 def run_alone(pair, prompt: list[int], n: int) -> dict:
     from elmexport.generation import generate
 
@@ -97,21 +81,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--json", type=Path, help="also write every run here")
-    ap.add_argument("--onnx-no-spin", action="store_true",
-                    help="ONNX: open both sessions with session.intra_op.allow_spinning=0 (see the docstring)")
+    ap.add_argument("--threads", type=int, default=2, help="threads of both runtimes (default 2)")
     args = ap.parse_args()
     ks = [int(k) for k in args.ks.split(",") if k]
-    if args.onnx_no_spin:
-        no_spinning_onnx_sessions()
 
     from elmexport.pair import load_pair
 
-    pair = load_pair(args.pair)
+    pair = load_pair(args.pair, threads=args.threads)
     prompts = prompts_for(pair)
     configs = ["alone"] + [f"k={k}" for k in ks]
     runs: list[dict] = []
     run_pair(pair, prompts["chat1"], 8, ks[0])  # warm-up: first calls allocate and pack weights
-    t0 = time.time()
+    t0, load_before = time.time(), os.getloadavg()[0]
     for rnd in range(args.rounds):
         for p_index, (pname, prompt) in enumerate(prompts.items()):
             shift = (rnd * len(prompts) + p_index) % len(configs)
@@ -126,7 +107,8 @@ def main() -> int:
     alone = {(r["round"], r["prompt"]): r for r in runs if r["config"] == "alone"}
     runtime = pair.pair["runtime"]
     print(f"\n{runtime} pair {args.pair}: target {pair.pair['target']['package']}, draft {pair.pair['draft']['package']}; "
-          f"{len(prompts)} prompts x {args.rounds} rounds, {args.new_tokens} new tokens, 2 threads, {wall:.0f} s")
+          f"{len(prompts)} prompts x {args.rounds} rounds, {args.new_tokens} new tokens, {args.threads} threads, {wall:.0f} s, "
+          f"1-minute load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     print("| config | acceptance | tokens per target call | decode tok/s (median, min-max) | speed-up vs target alone "
           "(median of per-run ratios, min-max) | greedy equal to target alone |")
     print("|---|---|---|---|---|---|")
@@ -159,7 +141,7 @@ def main() -> int:
     if args.json:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         args.json.write_text(json.dumps({"pair": pair.pair, "commit": commit, "machine": platform.machine(),
-                                         "load": os.getloadavg(), "summary": summary, "runs": runs}, indent=1))
+                                         "threads": args.threads, "load": os.getloadavg(), "summary": summary, "runs": runs}, indent=1))
     return 0
 
 

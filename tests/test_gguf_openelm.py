@@ -95,17 +95,22 @@ def test_openelm_gguf_loads_as_its_checkpoint(tmp_path, tiny, sp):  # noqa: F811
     assert loaded.tokenizer.tokenizer.encode(text, add_special_tokens=False).ids == sp.encode(text)
 
 
-def test_openelm_gguf_exports_from_the_cli(tmp_path, tiny):
+@pytest.mark.parametrize("target", ["onnx", "coreml"])
+def test_openelm_gguf_exports_from_the_cli(tmp_path, tiny, target):
+    """`elmexport onnx|coreml --model model.gguf`: the GGUF's own config, tokenizer and OpenELM-Instruct template."""
     cfg, w, vocab = tiny
-    path = write_openelm_gguf(tmp_path / "openelm-tiny.gguf", cfg, w, vocab)
+    path = write_openelm_gguf(tmp_path / "model.gguf", cfg, w, vocab)
     out = tmp_path / "pkg"
-    assert main(["onnx", "--model", str(path), "--context", "32", "--out", str(out)]) == 0
+    assert main([target, "--model", str(path), "--context", "32", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["family"] == "openelm" and manifest["model"]["config"]["ffn_dims"] == [256, 512, 768, 1024]
     assert manifest["weights"]["kind"] == "gguf" and manifest["chat_template"] == "openelm"
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     assert "<|assistant|>" in tokenizer_config["chat_template"]  # OpenELM-Instruct's format
-    _genai_chats_with_the_ids_we_generate_from(out)
+    if target == "coreml":
+        assert list(out.glob("*.mlpackage")) and (out / "tokenizer.json").is_file()
+    else:
+        _genai_chats_with_the_ids_we_generate_from(out)
 
 
 def _genai_chats_with_the_ids_we_generate_from(package):

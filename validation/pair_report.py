@@ -28,6 +28,29 @@ def verdict(report: dict) -> str:
     return "PASSED" if report["passed"] else "FAILED"
 
 
+def _equal_cell(run: dict, prompts: int) -> str:
+    tied = run.get("prompts_tied", 0)
+    return f"{run['prompts_matching']}/{prompts}" + (f" + {tied} at a tie" if tied else "")
+
+
+def _partings(report: dict) -> list[tuple[int, str, dict]]:
+    """(k, "tie" or "difference", entry) for every run that did not give the target alone's tokens."""
+    return [(r["k"], kind, d) for r in report["runs"] for kind, key in (("tie", "ties"), ("difference", "differences"))
+            for d in r.get(key, [])]
+
+
+def _parting_text(kind: str, d: dict, precision: str) -> str:
+    if d.get("target_token") is None:
+        return f"{kind}: the outputs differ in length at token {d['index']}"
+    return (f"{kind} at token {d['index']}: target alone {d['target_token']}, pair {d['pair_token']}, logit gap "
+            f"{d['logit_gap']:.6g} in the target alone's call"
+            + (f" (within one {precision} step)" if kind == "tie" else ""))
+
+
+_TIE_NOTE = ("A tie: the target's top two logits were equal at its precision, so its one-token and (k+1)-token calls "
+             "may pick either; both are the target's greedy choice, and the texts part from there.")
+
+
 def _threads(report: dict) -> str:
     n = report.get("threads")
     return f"{n} thread{'s' if n != 1 else ''}" if n else "the runtime's default threads"
@@ -46,8 +69,15 @@ def to_markdown(report: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in report["runs"]:
         per_prompt = ", ".join(f"{s:.2f}x" for s in r.get("speedup_per_prompt", []))
-        lines.append(f"| {r['k']} | {r['prompts_matching']}/{report['prompts']} | {r['acceptance_rate']:.1%} | "
+        lines.append(f"| {r['k']} | {_equal_cell(r, report['prompts'])} | {r['acceptance_rate']:.1%} | "
                      f"{r['tokens_per_target_call']:.2f} | {r['speedup']:.2f}x | {per_prompt or '-'} |")
+    partings = _partings(report)
+    if partings:
+        lines += ["", "Where a pair's tokens part from the target alone's:", ""]
+        lines += [f"- k={k}, prompt {d['prompt'] + 1}: {_parting_text(kind, d, report.get('logit_precision'))}"
+                  for k, kind, d in partings]
+        if any(kind == "tie" for _, kind, _ in partings):
+            lines += ["", _TIE_NOTE]
     if report.get("random_weights"):
         lines += ["", "Random weights: the acceptance rate says nothing about real checkpoints."]
     lines += ["", f"Not checked here: {report['not_checked']}.", ""]
@@ -93,7 +123,7 @@ def speedup_figure(report: dict) -> str | None:
 def to_html(report: dict) -> str:
     ok = report["passed"]
     rows = [_cell(r["k"]) + ("<td class='pass'>PASS</td>" if r["greedy_equivalent"] else "<td class='fail'>FAIL</td>")
-            + _text_cell(f"{r['prompts_matching']}/{report['prompts']}") + _text_cell(f"{r['acceptance_rate']:.1%}")
+            + _text_cell(_equal_cell(r, report["prompts"])) + _text_cell(f"{r['acceptance_rate']:.1%}")
             + _cell(r["tokens_per_target_call"], 3) + _text_cell(f"{r['speedup']:.2f}x")
             + _cell(r["pair_seconds"], 3) for r in report["runs"]]
     parts = [f"<h1><span class='verdict {'pass' if ok else 'fail'}'>{verdict(report)}</span>"
@@ -103,6 +133,13 @@ def to_html(report: dict) -> str:
     parts += ["<h2>Greedy equivalence, acceptance and speed-up by k</h2>",
               _table(["k", "greedy equal to target", "prompts", "acceptance", "tokens per target call",
                       "speed-up", "pair seconds"], rows)]
+    partings = _partings(report)
+    if partings:
+        items = "".join(f"<li>k={k}, prompt {d['prompt'] + 1}: "
+                        f"{html.escape(_parting_text(kind, d, report.get('logit_precision')))}</li>"
+                        for k, kind, d in partings)
+        tie = f"<p>{html.escape(_TIE_NOTE)}</p>" if any(kind == "tie" for _, kind, _ in partings) else ""
+        parts.append(f"<h2>Where the pair parts from the target alone</h2><ul>{items}</ul>{tie}")
     figure = speedup_figure(report)
     if figure:
         parts.append(f"<figure id='plot-pair'>{figure}<figcaption>Speed-up is the target alone's time over the "

@@ -27,10 +27,16 @@ def teacher_forced(runner, ids: list[int], prefill: int) -> np.ndarray:
 
 def greedy(runner, prompt: list[int], n: int) -> list[int]:
     """n tokens, each the argmax after the prompt and the tokens before it (no stop token)."""
+    return greedy_with_logits(runner, prompt, n)[0]
+
+
+def greedy_with_logits(runner, prompt: list[int], n: int) -> tuple[list[int], list[np.ndarray]]:
+    """The same, with the logits row each token was chosen from (to tell a divergence at a tie from a real one)."""
     runner.reset()
-    logits, out = last_logits(runner, prompt, 0), []
+    logits, out, rows = last_logits(runner, prompt, 0), [], []
     for step in range(n):
-        out.append(int(logits.argmax()))
+        rows.append(np.asarray(logits).reshape(-1))
+        out.append(int(rows[-1].argmax()))
         if step + 1 < n:
             logits = last_logits(runner, [out[-1]], len(prompt) + step)
-    return out
+    return out, rows

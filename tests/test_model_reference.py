@@ -50,7 +50,8 @@ def _hf_cache(root):
 @pytest.mark.parametrize("ref, preset", [("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"),
                                          ("apple/OpenELM-270M-Instruct", "openelm-270m-instruct"),
                                          ("amd/AMD-Llama-135m", "amd-llama-135m"),
-                                         ("openelm-450m", "openelm-450m")])
+                                         ("openelm-450m", "openelm-450m"),
+                                         ("OpenELM-1.1B-Instruct", "openelm-1_1b-instruct")])
 def test_a_presets_hub_id_is_that_preset(ref, preset):
     spec = ModelSpec(model=ref)
     assert (spec.model, spec.weights, spec.hub_id) == (preset, None, None)

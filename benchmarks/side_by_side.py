@@ -29,11 +29,11 @@ one-sided sign test (benchmarks/paired_stats.py). One run swings +-20% on a shar
 needs ~60 rounds before its interval clears 1.
 
 Thread settings, the same for ours and the peer of each runtime: --threads N everywhere (default 2). `--busy-core`
-holds one core busy with another process during the timed rounds (how each runtime degrades under load). ExecuTorch processes run
-with MKL_NUM_THREADS=1 (runtime_env): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python process
-resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool threads --
-4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 115-125 tok/s (custom_sdpa 190 ->
-55 us per call at ~190 cached positions). The memory bandwidth is
+holds one core busy with another process during the timed rounds (how each runtime degrades under load). ExecuTorch
+processes run with MKL_NUM_THREADS=1 (runtime_env): llama::custom_sdpa calls the BLAS `sgemm_`, which in a Python
+process resolves to PyTorch's MKL, and MKL then starts its own OpenMP threads inside each of ExecuTorch's pool
+threads -- 4+ busy threads on 2 cores. Measured here on both .pte files: decode 60-70 -> 115-125 tok/s (custom_sdpa
+190 -> 55 us per call at ~190 cached positions). The memory bandwidth is
 measured in every round (large memcpy, read + write). The bound column is bandwidth / bytes of weights read per
 decoded token, counted from the config: every matrix a decode step multiplies by (all linears and the LM head) at
 4 bytes per weight for fp32, and 0.5 byte + one 16-bit scale per block for 4-bit packages (blocks of 32; our
@@ -201,7 +201,8 @@ def run_worker(spec: dict) -> dict:
 
     quiet_library_chatter()
     if spec["name"] == "eager":
-        torch.set_num_threads(spec["threads"])  # only here: it would also re-enable MKL's threads under ExecuTorch's pool
+        # only here: it would also re-enable MKL's threads under ExecuTorch's pool
+        torch.set_num_threads(spec["threads"])
         from elmexport.validation.eager import EagerRunner
         from elmexport.weights.sources import load_model
         from elmexport.weights.spec import ModelSpec
@@ -353,7 +354,8 @@ def print_table(rows: list[dict], cfg, random_weights: bool, args, bandwidth: li
     eager = next((r["decode_tok_s"] for r in rows if r["config"] == "eager"), None)
     weights = "random weights" if random_weights else "real weights"
     busy = ", one core held busy by another process" if args.busy_core else ""
-    print(f"\n{cfg.name} ({weights}), {args.threads} thread{'s' if args.threads != 1 else ''}{busy}, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
+    threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}"
+    print(f"\n{cfg.name} ({weights}), {threads}{busy}, prompt {args.prompt_tokens} tokens, {args.new_tokens} greedy new "
           f"tokens, {args.rounds} interleaved rounds; copy bandwidth median {statistics.median(bandwidth):.1f} GB/s "
           f"({min(bandwidth):.1f}-{max(bandwidth):.1f}); medians (min-max)\n")
     print("| config | decode tok/s | x eager | decode x peer | prefill tok/s | prefill x peer | MB on disk | export s "

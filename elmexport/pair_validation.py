@@ -76,7 +76,8 @@ def validate_pair(pair_dir: str | Path, *, k_values: list[int] | None = None, ma
             f"{runs[-1]['acceptance_rate']:.1%}, speed-up {runs[-1]['speedup']:.2f}x")
     packages = [str(pair_dir / pair.pair[role]["package"]) for role in ("target", "draft")]
     return {"kind": "speculative-pair-validation", "pair": str(pair_dir), "runtime": pair.pair.get("runtime"),
-            "random_weights": pair.pair.get("random_weights"), "threads": threads, "logit_precision": precision, "prompts": len(prompts),
+            "random_weights": pair.pair.get("random_weights"), "threads": threads, "logit_precision": precision,
+            "prompts": len(prompts),
             "new_tokens_per_prompt": max_new_tokens, "target_alone_seconds": target_seconds, "runs": runs,
             "passed": all(r["greedy_equivalent"] for r in runs),
             "not_checked": "the packages' numeric parity with the eager model; run `elmexport validate` on each: "

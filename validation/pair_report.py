@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 
 from .. import strict_json
-from ..errors import ElmExportError
 from .plots import _figure, _svg
-from .report import _CSS, _cell, _table, _text_cell, _write_atomically
+from .report import _CSS, _cell, _table, _text_cell, _write_atomically, refuse_foreign_reports
 
 KIND = "speculative-pair-validation"
 FILES = {"json": "pair_validation.json", "md": "pair_validation.md", "html": "pair_validation.html"}
@@ -153,18 +152,15 @@ def to_html(report: dict) -> str:
 
 
 def check_destination(out_dir: Path) -> None:
-    """Refuse, before the slow part, a folder whose pair_validation.json another tool wrote (or that is a file)."""
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise ElmExportError(f"--out {out_dir}: not a folder; name a new folder for the reports")
-    present = [out_dir / name for name in FILES.values() if (out_dir / name).exists()]
-    if present:
-        try:
-            ours = json.loads((out_dir / FILES["json"]).read_text()).get("kind") == KIND
-        except (OSError, ValueError, AttributeError):
-            ours = False
-        if not ours:
-            raise ElmExportError(f"--out {out_dir}: {present[0].name} there was not written by elmexport validate; "
-                                 f"choose another --out (reports never replace other files)")
+    """Refuse, before the slow part, a folder whose pair reports another tool wrote (or that is a file)."""
+    refuse_foreign_reports(Path(out_dir), list(FILES.values()), _written_by_pair_validation)
+
+
+def _written_by_pair_validation(out_dir: Path) -> bool:
+    try:
+        return json.loads((out_dir / FILES["json"]).read_text()).get("kind") == KIND
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_pair_reports(report: dict, out_dir: str | Path) -> list[Path]:

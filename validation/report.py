@@ -8,6 +8,7 @@ import html
 import json
 import os
 from pathlib import Path
+from typing import Callable
 from xml.sax.saxutils import quoteattr
 
 from .. import strict_json
@@ -253,19 +254,25 @@ def check_report_destination(out_dir: str | Path | None, junit: str | Path | Non
     a JUnit path may be new or an earlier run's XML (its testsuite is named "elmexport validate ...").
     """
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-            raise ElmExportError(f"--out {out_dir}: not a folder; name a new folder for the reports")
-        present = [out_dir / name for name in REPORT_FILES.values() if (out_dir / name).exists()]
-        if present and not _is_validation_report(out_dir / "report.json"):
-            raise ElmExportError(f"--out {out_dir}: {present[0].name} there was not written by elmexport validate; "
-                                 f"choose another --out (reports never replace other files)")
+        refuse_foreign_reports(Path(out_dir), list(REPORT_FILES.values()),
+                               lambda folder: _is_validation_report(folder / "report.json"))
     if junit is not None:
         junit = Path(junit)
         if junit.is_symlink() or junit.is_dir() or (junit.exists() and
                                                     "<testsuite name=\"elmexport validate" not in _head(junit)):
             raise ElmExportError(f"--junit {junit}: exists and is not an earlier elmexport JUnit report; "
                                  f"choose another path")
+
+
+def refuse_foreign_reports(out_dir: Path, names: list[str], ours: Callable[[Path], bool]) -> None:
+    """A report folder must be a folder (or new); if it holds any of `names`, `ours(out_dir)` must say an earlier
+    run of the same validator wrote them. The package and the pair reports both go through here."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ElmExportError(f"--out {out_dir}: not a folder; name a new folder for the reports")
+    present = [out_dir / name for name in names if (out_dir / name).exists()]
+    if present and not ours(out_dir):
+        raise ElmExportError(f"--out {out_dir}: {present[0].name} there was not written by elmexport validate; "
+                             f"choose another --out (reports never replace other files)")
 
 
 def _is_validation_report(path: Path) -> bool:
